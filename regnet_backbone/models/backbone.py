@@ -1,0 +1,186 @@
+"""``RegNetBackbone``: an AnyNetX/RegNet network as a multi-scale OpenMMLab backbone."""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..design_space import AnyNetSpec
+from ..presets import resolve_arch
+from .blocks import Stem, XBlock
+
+
+def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int, ...]:
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    result = []
+    for index in out_indices:
+        if not isinstance(index, int) or not -num_stages <= index < num_stages:
+            raise ValueError(f'out_indices {tuple(out_indices)} out of range: this arch has '
+                             f'{num_stages} stages, so each index must be in [0, {num_stages}) '
+                             f'(or negative from the end).')
+        result.append(index % num_stages)
+    if len(set(result)) != len(result) or result != sorted(result):
+        raise ValueError(f'out_indices {tuple(out_indices)} must be increasing and unique.')
+    return tuple(result)
+
+
+class RegNetBackbone(BaseModule):
+    """RegNetX / RegNetY (Radosavovic et al., CVPR 2020) for detection and segmentation.
+
+    Args:
+        arch: a preset name (``'regnetx_3.2gf'``, ``'regnety_1.6gf'``, ... see
+            ``regnet_backbone.PRESETS``), a dict of RegNet parameters (``w0, wa, wm, depth,
+            group_width, bottleneck_ratio, se_ratio``; mmdet's ``group_w, bot_mul`` accepted)
+            or a dict of AnyNet stage lists (``depths, widths, group_widths, ...``).
+        in_channels: input image channels.
+        stem_channels: width of the 3x3 stride-2 stem (32 in every published model).
+        strides: per-stage stride of the first block (default 2 everywhere).
+        dilations: per-stage dilation of the 3x3 convs (use stride 1 + dilation 2/4 in the last
+            stages for output stride 16/8, as segmentation does).
+        out_indices: stages whose outputs ``forward`` returns (0-based).
+        frozen_stages: freeze the stem and stages 1..k (-1: nothing, 0: the stem only).
+        conv_cfg, norm_cfg: OpenMMLab layer configs (BN, SyncBN, GN, ...).
+        norm_eval: keep every BN in eval mode during training (frozen statistics).
+        with_cp: gradient checkpointing per block (less memory, same results, slower).
+        zero_init_residual: start each block's last norm at zero (identity blocks).
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads pretrained weights;
+            pycls, torchvision, timm and mmdet files are converted on the fly.
+
+    Shapes: (N, in_channels, H, W) -> tuple of (N, out_channels[k], H / s_k, W / s_k) with
+    s_k = ``out_strides[k]`` (4, 8, 16, 32 by default; sizes are rounded up).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict, AnyNetSpec] = 'regnetx_3.2gf',
+                 in_channels: int = 3,
+                 stem_channels: int = 32,
+                 strides: Optional[Sequence[int]] = None,
+                 dilations: Optional[Sequence[int]] = None,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = True,
+                 init_cfg: Optional[Union[dict, list]] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = arch
+        self.spec = spec = resolve_arch(arch)
+        n = spec.num_stages
+        strides = tuple(strides) if strides is not None else (2, ) * n
+        dilations = tuple(dilations) if dilations is not None else (1, ) * n
+        if len(strides) != n or len(dilations) != n:
+            raise ValueError(f'strides {strides} and dilations {dilations} must each have one '
+                             f'entry per stage; this arch has {n} stages.')
+        if any(s < 1 for s in strides) or any(d < 1 for d in dilations):
+            raise ValueError(f'strides {strides} and dilations {dilations} must be >= 1.')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= n:
+            raise ValueError(f'frozen_stages={frozen_stages!r} out of range: use -1 (nothing), '
+                             f'0 (the stem) up to {n} (stem and all {n} stages).')
+        self.strides, self.dilations = strides, dilations
+        self.out_indices = _normalise_indices(out_indices, n)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.zero_init_residual = zero_init_residual
+
+        self.stem = Stem(in_channels, stem_channels, conv_cfg, norm_cfg)
+        self.layer_names = []
+        w_in = stem_channels
+        for i in range(n):
+            blocks = []
+            for j in range(spec.depths[i]):
+                blocks.append(
+                    XBlock(w_in, spec.widths[i], spec.bottleneck_widths[i], spec.group_widths[i],
+                           stride=strides[i] if j == 0 else 1, dilation=dilations[i],
+                           se_channels=int(round(w_in * spec.se_ratio)), conv_cfg=conv_cfg,
+                           norm_cfg=norm_cfg, with_cp=with_cp))
+                w_in = spec.widths[i]
+            name = f'layer{i + 1}'
+            self.add_module(name, nn.Sequential(*blocks))
+            self.layer_names.append(name)
+        self._freeze_stages()
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each returned feature map (what FPN/UperNet ``in_channels`` must be)."""
+        return tuple(self.spec.widths[i] for i in self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        """Output stride of each returned feature map relative to the input."""
+        total, result = 2, []
+        for s in self.strides:
+            total *= s
+            result.append(total)
+        return tuple(result[i] for i in self.out_indices)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem(x)
+        outs = []
+        for i, name in enumerate(self.layer_names):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    # --- the OpenMMLab training contract -------------------------------------------------------
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield self.stem
+        for name in self.layer_names[:max(self.frozen_stages, 0)]:
+            yield getattr(self, name)
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'RegNetBackbone':
+        """Switch mode; frozen stages and (with ``norm_eval``) every BN stay in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # --- initialisation -------------------------------------------------------------------------
+    def _pretrained_checkpoint(self) -> Optional[str]:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            return cfg['checkpoint']
+        return None
+
+    def init_weights(self) -> None:
+        """pycls's initialisation, or the weights of ``init_cfg=dict(type='Pretrained', ...)``."""
+        checkpoint = self._pretrained_checkpoint()
+        if checkpoint is not None:
+            from ..checkpoints import load_pretrained
+            load_pretrained(self, checkpoint)
+        elif self.init_cfg is not None:
+            super().init_weights()
+        else:
+            self._default_init()
+        self._is_init = True
+
+    def _default_init(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (_BatchNorm, nn.GroupNorm)) and module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if self.zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, XBlock) and getattr(module.norm3, 'weight', None) is not None:
+                    nn.init.zeros_(module.norm3.weight)

@@ -1,0 +1,18 @@
+"""OpenMMLab registration, kept thin.
+
+The backbone goes into mmengine's root ``MODELS`` registry. mmdet's, mmseg's and mmpretrain's
+``MODELS`` are children of it and fall back to their parent for names they lack, so
+``type='RegNetBackbone'`` builds in all of them without importing them here and without clashing
+with mmdet's own ``RegNet``.
+"""
+from mmengine.registry import MODELS
+
+from .models import RegNetBackbone
+
+NAME = 'RegNetBackbone'
+
+
+def register_modules() -> None:
+    """Register ``RegNetBackbone`` once (importing ``regnet_backbone`` does this)."""
+    if MODELS.get(NAME) is None:
+        MODELS.register_module(name=NAME, module=RegNetBackbone)
