@@ -46,6 +46,8 @@ class RegNetBackbone(BaseModule):
         norm_eval: keep every BN in eval mode during training (frozen statistics).
         with_cp: gradient checkpointing per block (less memory, same results, slower).
         zero_init_residual: start each block's last norm at zero (identity blocks).
+        channels_last: keep weights and activations in NHWC memory format (faster convs on
+            CPUs and tensor cores; same results). Off by default.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads pretrained weights;
             pycls, torchvision, timm and mmdet files are converted on the fly.
 
@@ -66,6 +68,7 @@ class RegNetBackbone(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  zero_init_residual: bool = True,
+                 channels_last: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch = arch
@@ -87,6 +90,8 @@ class RegNetBackbone(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
+        self.channels_last = channels_last
+        self.deploy = False
 
         self.stem = Stem(in_channels, stem_channels, conv_cfg, norm_cfg)
         self.layer_names = []
@@ -104,6 +109,8 @@ class RegNetBackbone(BaseModule):
             self.add_module(name, nn.Sequential(*blocks))
             self.layer_names.append(name)
         self._freeze_stages()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @property
     def out_channels(self) -> Tuple[int, ...]:
@@ -120,6 +127,8 @@ class RegNetBackbone(BaseModule):
         return tuple(result[i] for i in self.out_indices)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []
         for i, name in enumerate(self.layer_names):
@@ -143,12 +152,29 @@ class RegNetBackbone(BaseModule):
 
     def train(self, mode: bool = True) -> 'RegNetBackbone':
         """Switch mode; frozen stages and (with ``norm_eval``) every BN stay in eval mode."""
+        if mode and self.deploy:
+            raise RuntimeError('RegNetBackbone is in deploy mode (BatchNorm folded into the convs) '
+                               'and cannot train; build a new model from the unfused weights.')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
             for module in self.modules():
                 if isinstance(module, _BatchNorm):
                     module.eval()
+        return self
+
+    # --- inference fast path ----------------------------------------------------------------------
+    def switch_to_deploy(self) -> 'RegNetBackbone':
+        """Fold every BatchNorm into its conv and switch to eval mode for good (inference only).
+
+        The outputs equal the eval-mode outputs of the unfused model; ``train()`` then raises.
+        The state dict changes (convs gain biases, norms disappear), so load weights first.
+        """
+        self.eval()
+        for module in self.modules():
+            if hasattr(module, 'fuse') and module is not self:
+                module.fuse()
+        self.deploy = True
         return self
 
     # --- initialisation -------------------------------------------------------------------------

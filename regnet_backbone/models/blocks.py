@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 
+from .fusion import fuse_module_pairs
 from .layers import build_conv, build_norm
 
 
@@ -30,6 +31,9 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
+
+    def fuse(self) -> None:
+        fuse_module_pairs(self, [('conv', 'norm')])
 
 
 class SqueezeExcitation(nn.Module):
@@ -60,6 +64,9 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
+
+    def fuse(self) -> None:
+        fuse_module_pairs(self, [('conv', 'norm')])
 
 
 class XBlock(nn.Module):
@@ -100,6 +107,11 @@ class XBlock(nn.Module):
         out = self.norm3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return out + shortcut
+
+    def fuse(self) -> None:
+        fuse_module_pairs(self, [('conv1', 'norm1'), ('conv2', 'norm2'), ('conv3', 'norm3')])
+        if self.downsample is not None:
+            self.downsample.fuse()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
