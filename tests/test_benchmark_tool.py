@@ -1,0 +1,29 @@
+"""tools/benchmark.py runs end to end in a tiny configuration (no timing is asserted)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_tool_tiny_run(tmp_path):
+    out_json, out_md, out_png = tmp_path / 'b.json', tmp_path / 'b.md', tmp_path / 'b.png'
+    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--arch', 'regnetx_400mf',
+           '--batch', '1', '--size', '64', '64', '--rounds', '1', '--warmup', '1',
+           '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out_json.read_text())
+    names = {(r['mode'], r['name']) for r in result['timings']}
+    # regnetx_400mf ships in mmdet and timm (torchvision's 400MF rounds differently).
+    for expected in [('inference', 'mmdet RegNet (NCHW)'), ('inference', 'timm (NCHW)'),
+                     ('inference', 'ours deploy + channels_last'), ('train', 'ours (NCHW)'),
+                     ('train', 'ours with_cp (NCHW)')]:
+        assert expected in names
+    assert ('train', 'ours deploy + channels_last') not in names
+    for row in result['timings']:
+        assert row['seconds'] > 0 and row['baseline'] == 'mmdet RegNet (NCHW)'
+    assert {r['name'] for r in result['memory']} >= {'ours (NCHW)', 'ours with_cp (NCHW)'}
+    assert result['sgemm_gflops'] > 0
+    assert '| inference | ours deploy + channels_last |' in out_md.read_text()
+    assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
