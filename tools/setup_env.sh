@@ -40,6 +40,12 @@ else
     fi
 fi
 pip=("$py" -m pip --disable-pip-version-check -q)
+constraints="$req/constraints.txt"
+if [[ -n "${REGNET_PYTHON:-}" ]]; then
+    # An existing stack keeps its own torch: pin everything else, never torch/torchvision.
+    constraints="$(mktemp)"
+    grep -v -E '^(torch|torchvision)==' "$req/constraints.txt" > "$constraints"
+fi
 pytag="$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 
 # --- 2. pinned packages, skipped when the stamp says nothing changed ------------------------------
@@ -52,7 +58,7 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
             || die "could not install torch==$torch_version; see the pip output above."
     fi
     log "installing build tools"
-    "${pip[@]}" install -c "$req/constraints.txt" -r "$req/build.txt" \
+    "${pip[@]}" install -c "$constraints" -r "$req/build.txt" \
         || die "could not install the build tools (setuptools<82 is needed for mmcv's setup.py)."
 fi
 
@@ -92,7 +98,7 @@ else
         log "installing the cached mmcv wheel $wheel"
     fi
     "${pip[@]}" install --force-reinstall --no-deps "$wheel" || die "could not install $wheel."
-    "${pip[@]}" install -c "$req/constraints.txt" addict packaging Pillow pyyaml yapf \
+    "${pip[@]}" install -c "$constraints" addict packaging Pillow pyyaml yapf \
         || die "could not install mmcv's dependencies."
     have_ops || die "mmcv.ops still does not import after installing $wheel; delete $cache and rerun."
 fi
@@ -100,7 +106,7 @@ fi
 # --- 4. OpenMMLab, test dependencies and this package -------------------------------------------
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
     log "installing mmengine, mmdet, mmsegmentation and the test dependencies"
-    "${pip[@]}" install -c "$req/constraints.txt" -r "$req/runtime.txt" -r "$req/openmmlab.txt" \
+    "${pip[@]}" install -c "$constraints" -r "$req/runtime.txt" -r "$req/openmmlab.txt" \
         -r "$req/tests.txt" || die "could not install the pinned packages; see the pip output above."
     echo "$want" > "$stamp"
 fi
