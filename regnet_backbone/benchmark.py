@@ -168,7 +168,8 @@ def time_candidates(cands: List[Candidate], mode: str, batch: int, size: Tuple[i
 def peak_train_memory_mb(build: Callable[[], nn.Module], batch: int, size: Tuple[int, int],
                          channels_last: bool = False) -> float:
     """Peak resident memory added by one training step, in MiB (run in a fresh process)."""
-    model = build().train()
+    model = build()
+    model.train()  # mmdet's ResNet.train() returns None: do not chain
     x = torch.randn(batch, 3, *size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
