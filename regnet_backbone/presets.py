@@ -77,7 +77,7 @@ _TABLE = [
     ('regnetx_400mf_tv', _tv(_x(24, 24.48, 2.54, 22, 16)), None, None, 'regnet_x_400mf', 'regnetx_004_tv', None),
     ('regnety_800mf_tv', _tv(_y(56, 38.84, 2.4, 14, 16)), None, None, 'regnet_y_800mf', 'regnety_008_tv', None),
     ('regnety_8.0gf_tv', _tv(_y(192, 76.82, 2.19, 17, 56)), None, None, 'regnet_y_8gf', 'regnety_080_tv', None),
-    ('regnety_128gf', _y(456, 160.83, 2.52, 27, 264, rounding='torchvision'), None, None, 'regnet_y_128gf', None, None),
+    ('regnety_128gf', _y(456, 160.83, 2.52, 27, 264, rounding='torchvision'), None, None, 'regnet_y_128gf', 'regnety_1280', None),
 ]
 
 PRESETS = {row[0]: Preset(*row) for row in _TABLE}

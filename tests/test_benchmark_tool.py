@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_benchmark_tool_tiny_run(tmp_path):
     out_json, out_md, out_png = tmp_path / 'b.json', tmp_path / 'b.md', tmp_path / 'b.png'
     cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--arch', 'regnetx_400mf',
-           '--batch', '1', '--size', '64', '64', '--rounds', '1', '--warmup', '1',
+           '--batch', '1', '--size', '64', '64', '--rounds', '1', '--warmup', '1', '--threads', '1',
            '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out_json.read_text())
     names = {(r['mode'], r['name']) for r in result['timings']}
     # regnetx_400mf ships in mmdet and timm (torchvision's 400MF rounds differently).

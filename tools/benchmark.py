@@ -39,7 +39,7 @@ def _memory_rows(args):
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f'memory run of {name!r} failed: {out.stderr.strip()[-500:]}')
-        rows.append(dict(mode='memory', name=name, peak_mb=json.loads(out.stdout)))
+        rows.append(dict(mode='memory', name=name, peak_mb=json.loads(out.stdout.splitlines()[-1])))
     base = next(r for r in rows if r['name'] == 'ours (NCHW)')['peak_mb']
     for r in rows:
         r['ratio_to_ours_nchw'] = r['peak_mb'] / base

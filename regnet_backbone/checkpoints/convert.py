@@ -1,0 +1,344 @@
+"""Conversion between checkpoint layouts, and strict loading into a model.
+
+Import (theirs -> ours): unwrap the file, keep the backbone's tensors (BN running statistics and
+``num_batches_tracked`` included), drop the classifier, rename with the layout's table, flip the
+first conv from BGR to RGB for pycls and mmdet, read the architecture off the shapes and check
+that every tensor of that architecture is present with the right shape.
+Export (ours -> theirs) is the same table read backwards.
+
+Converted checkpoints always expect RGB input normalised with the ImageNet statistics below on the
+0-255 scale. pycls and mmdet weights expect BGR with the same numbers in BGR order, so reversing the
+first conv's input channels is all the conversion needs.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+
+from ..presets import PRESETS, get_preset
+from .architecture import Architecture, expected_shapes, infer_architecture
+from .errors import (ArchitectureMismatchError, CheckpointError, NotRegNetError,
+                     OutputExistsError, UnknownFormatError)
+from .formats import OURS, KeyLayout, detect_layout, get_layout, unmatched_keys
+from .io import file_sha256, read_checkpoint, write_atomic
+
+#: What converted checkpoints expect: RGB, 0-255, these per-channel statistics.
+RGB_MEAN = (123.675, 116.28, 103.53)
+RGB_STD = (58.395, 57.12, 57.375)
+
+#: Bumped when the layout of converted files changes.
+FORMAT_VERSION = 1
+#: Dict keys under which checkpoints nest their state dict, tried in this order.
+_WRAPPERS = ('state_dict', 'model_state', 'model')
+_STEM_WEIGHT = 'stem.conv.weight'
+
+
+@dataclass
+class ConvertedCheckpoint:
+    """A checkpoint in our layout, ready to load into ``RegNetBackbone``.
+
+    Attributes:
+        state_dict: our tensor names -> tensors; the first conv expects RGB.
+        architecture: what the shapes say the network is (``.preset`` names it).
+        source_format: 'pycls', 'torchvision', 'timm', 'mmdet' or 'regnet_backbone'.
+        dropped: source tensor names left out (classifier head, non-backbone modules).
+        filled: our tensor names the source lacked and that were created (``num_batches_tracked``).
+        source_meta: the source file's ``meta`` dict, if it had one.
+    """
+    state_dict: Dict[str, torch.Tensor]
+    architecture: Architecture
+    source_format: str
+    dropped: List[str] = field(default_factory=list)
+    filled: List[str] = field(default_factory=list)
+    source_meta: dict = field(default_factory=dict)
+
+    @property
+    def arch(self) -> Optional[str]:
+        """The preset name of the architecture, or None for a custom one."""
+        return self.architecture.preset
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def extract_state_dict(obj: Any) -> Tuple[Dict[str, torch.Tensor], dict, List[str]]:
+    """Find the state dict inside a loaded checkpoint and strip wrapper prefixes.
+
+    Accepts a plain state dict, pycls's ``{'model_state': ...}``, mmengine's
+    ``{'state_dict': ..., 'meta': ...}`` and ``{'model': ...}``. A ``module.`` prefix on every
+    key (DataParallel) is removed; when some keys start with ``backbone.`` (a detector or
+    classifier), only those are kept.
+    Returns (state dict, meta dict, dropped key names).
+    """
+    meta = {}
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        if isinstance(obj.get('meta'), Mapping):
+            meta = dict(obj['meta'])
+        for key in _WRAPPERS:
+            if _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+        else:
+            keys = ', '.join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else ''
+            raise UnknownFormatError(
+                f'found no state dict in the checkpoint (top-level keys: {keys or "none"}); '
+                f'expected tensors at the top level or under {", ".join(_WRAPPERS)}.')
+    if not _is_state_dict(obj):
+        raise UnknownFormatError(f'the checkpoint holds a {type(obj).__name__}, not a dict of '
+                                 f'tensors; pass a model checkpoint.')
+    state_dict = dict(obj)
+    if all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    dropped = []
+    if any(k.startswith('backbone.') for k in state_dict):
+        dropped = [k for k in state_dict if not k.startswith('backbone.')]
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                      if k.startswith('backbone.')}
+    return state_dict, meta, dropped
+
+
+def _flip_first_conv(state_dict: Dict[str, torch.Tensor], key: str) -> None:
+    """Reverse the first conv's input channels in place (BGR <-> RGB)."""
+    weight = state_dict[key]
+    if weight.dim() != 4 or weight.shape[1] != 3:
+        raise NotRegNetError(f'the first conv {key} has shape {list(weight.shape)}; swapping '
+                             f'BGR and RGB needs 3 input channels.')
+    state_dict[key] = weight.flip(1).contiguous()
+
+
+def check_tensors(state_dict: Dict[str, torch.Tensor],
+                  expected: Mapping[str, Tuple[int, ...]],
+                  what: str,
+                  cause: str = 'the checkpoint is incomplete or not a RegNet') -> List[str]:
+    """Make ``state_dict`` hold exactly the ``expected`` names and shapes.
+
+    A missing ``num_batches_tracked`` (older checkpoints) is created as 0 and its name returned;
+    anything else missing, extra or misshapen raises ``NotRegNetError`` that names ``what``.
+    """
+    filled = []
+    for key in expected:
+        if key not in state_dict and key.endswith('.num_batches_tracked'):
+            state_dict[key] = torch.tensor(0, dtype=torch.long)
+            filled.append(key)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [f'{k} {list(state_dict[k].shape)} != {list(s)}' for k, s in expected.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(s)]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (('missing', missing), ('unexpected', unexpected),
+                             ('wrong shape', wrong)):
+            if items:
+                more = f' and {len(items) - 3} more' if len(items) > 3 else ''
+                parts.append(f'{len(items)} {label} ({", ".join(items[:3])}{more})')
+        raise NotRegNetError(f'the tensors do not form {what}: {"; ".join(parts)}; {cause}.')
+    return filled
+
+
+def _check_channel_order(meta: Mapping, layout: KeyLayout) -> None:
+    if layout.name == OURS and meta.get('channel_order', 'RGB') != 'RGB':
+        raise CheckpointError(f"the checkpoint's meta says channel_order "
+                              f"{meta['channel_order']!r}; only RGB files are supported, so "
+                              f"convert it from its original source again.")
+
+
+def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpoint:
+    """Convert a loaded checkpoint (any supported layout) to ours, in memory.
+
+    Args:
+        obj: what ``read_checkpoint`` returned (a state dict or a wrapper dict).
+        src: 'auto' to detect the layout, or 'pycls', 'torchvision', 'timm', 'mmdet',
+            'regnet_backbone'.
+        check: require exactly the tensors of the inferred architecture (stride 2 per stage);
+            ``load_pretrained`` checks against the model instead.
+    Raises ``UnknownFormatError``/``AmbiguousFormatError`` for names that fit no/several layouts
+    and ``NotRegNetError`` for shapes that are not a RegNet.
+    """
+    state_dict, meta, dropped = extract_state_dict(obj)
+    if src == 'auto':
+        layout = detect_layout(state_dict)
+    else:
+        layout = get_layout(src)
+        stray = unmatched_keys(layout, state_dict)
+        if stray:
+            try:
+                guess = f'; they look like {detect_layout(state_dict).name} (try --src auto)'
+            except UnknownFormatError:
+                guess = ''
+            raise UnknownFormatError(
+                f'{len(stray)} of {len(state_dict)} tensor names are not part of the {layout.name} '
+                f'layout (e.g. {", ".join(stray[:3])}){guess}.')
+    _check_channel_order(meta, layout)
+    ours: Dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        if layout.is_head(key):
+            dropped.append(key)
+            continue
+        name = layout.to_ours(key)
+        if name in ours:
+            raise UnknownFormatError(f'two tensors map to {name!r} (the second is {key!r}); the '
+                                     f'checkpoint names a block twice, so it is not a valid '
+                                     f'{layout.name} file.')
+        ours[name] = tensor
+    if _STEM_WEIGHT not in ours:
+        raise NotRegNetError('the checkpoint has no stem conv; pass a full RegNet backbone.')
+    if layout.channel_order == 'BGR':
+        _flip_first_conv(ours, _STEM_WEIGHT)
+    architecture = infer_architecture(ours)
+    filled = []
+    if check:
+        filled = check_tensors(ours, expected_shapes(architecture),
+                               f'the RegNet its shapes describe, {architecture.describe()}')
+    return ConvertedCheckpoint(state_dict=ours, architecture=architecture,
+                               source_format=layout.name, dropped=dropped, filled=filled,
+                               source_meta=meta)
+
+
+def load_checkpoint(path: str, src: str = 'auto', check: bool = True) -> ConvertedCheckpoint:
+    """Read ``path`` safely and convert it to our layout in memory (see ``convert``)."""
+    return convert(read_checkpoint(path), src=src, check=check)
+
+
+def checkpoint_meta(converted: ConvertedCheckpoint, arch: Optional[str] = None,
+                    source_sha256: Optional[str] = None,
+                    source_file: Optional[str] = None) -> dict:
+    """The ``meta`` dict written next to a converted state dict (JSON-friendly)."""
+    return {
+        'format_version': FORMAT_VERSION,
+        'source_format': converted.source_format,
+        'source_file': source_file,
+        'source_sha256': source_sha256,
+        'arch': arch if arch is not None else converted.arch,
+        'spec': converted.architecture.to_meta(),
+        'stem_channels': converted.architecture.stem_channels,
+        'in_channels': converted.architecture.in_channels,
+        'channel_order': 'RGB',
+        'mean': list(RGB_MEAN),
+        'std': list(RGB_STD),
+        'dropped': list(converted.dropped),
+        'converter': 'regnet_backbone.checkpoints',
+    }
+
+
+def check_arch(converted: ConvertedCheckpoint, arch: str) -> None:
+    """Raise ``ArchitectureMismatchError`` unless preset ``arch`` is the checkpoint's network."""
+    if arch not in PRESETS:
+        raise ArchitectureMismatchError(f'unknown arch {arch!r}; use one of {", ".join(PRESETS)}.')
+    wanted = Architecture(get_preset(arch).spec)
+    if wanted != converted.architecture:
+        raise ArchitectureMismatchError(
+            f'--arch {arch} expects {wanted.describe()} but the checkpoint is '
+            f'{converted.architecture.describe()}; drop --arch or pass '
+            f'{converted.arch or "the matching arch"}.')
+
+
+@dataclass
+class ConversionReport:
+    """What ``convert_file`` did, for the CLI summary."""
+    output: str
+    source_format: str
+    target_format: str
+    arch: Optional[str]
+    architecture: Architecture
+    num_tensors: int
+    dropped: List[str]
+    filled: List[str]
+
+
+def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str) -> Dict[str, torch.Tensor]:
+    """Rename a state dict in our layout to ``fmt``'s names (no classifier head).
+
+    pycls and mmdet get their first conv flipped back to BGR. mmdet's RegNet has no SE, so a
+    RegNetY cannot be exported to it (``CheckpointError``).
+    """
+    layout = get_layout(fmt)
+    out = {}
+    for key, tensor in state_dict.items():
+        theirs = layout.from_ours(key)
+        if theirs is None:
+            raise CheckpointError(f'{layout.name} has no tensor for our {key!r} (its RegNet has no '
+                                  f'SE), so this network cannot be exported to {layout.name}; '
+                                  f'export to pycls, torchvision or timm.')
+        out[theirs] = tensor
+    if layout.channel_order == 'BGR':
+        _flip_first_conv(out, layout.from_ours(_STEM_WEIGHT))
+    return out
+
+
+def export_checkpoint(converted: ConvertedCheckpoint, fmt: str, meta: Optional[dict] = None) -> Any:
+    """The object to save for ``fmt``, wrapped the way that code base's own files are."""
+    layout = get_layout(fmt)
+    if layout.name == OURS:
+        return {'state_dict': dict(converted.state_dict), 'meta': meta or {}}
+    state_dict = export_state_dict(converted.state_dict, fmt)
+    if layout.wrapper == 'state_dict':
+        return {'state_dict': state_dict, 'meta': {'exported_by': 'regnet_backbone',
+                                                   'channel_order': layout.channel_order}}
+    if layout.wrapper:
+        return {layout.wrapper: state_dict}
+    return state_dict
+
+
+def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Optional[str] = None,
+                 force: bool = False, to: str = OURS) -> ConversionReport:
+    """Convert the checkpoint at ``input_path`` and write it atomically to ``output_path``.
+
+    With ``to='regnet_backbone'`` (default) the output is
+    ``{'state_dict': ..., 'meta': {'source_format', 'source_sha256', 'arch', 'spec',
+    'channel_order': 'RGB', 'mean', 'std', ...}}``; other ``to`` values export to that layout.
+    ``arch`` (a preset name) must describe the checkpoint. Nothing is written on any error.
+    """
+    input_path, output_path = os.fspath(input_path), os.fspath(output_path)
+    if os.path.exists(output_path) and not force:
+        # Fail before the (possibly long) read; write_atomic checks again.
+        raise OutputExistsError(f'{output_path} already exists; pass --force (force=True) to '
+                                f'overwrite it or choose another output path.')
+    get_layout(to)
+    converted = load_checkpoint(input_path, src=src)
+    if arch is not None:
+        check_arch(converted, arch)
+    meta = checkpoint_meta(converted, arch=arch, source_sha256=file_sha256(input_path),
+                           source_file=os.path.basename(input_path))
+    if to != OURS and output_path.endswith('.safetensors') and get_layout(to).wrapper:
+        raise CheckpointError(f'{to} files are pickles ({get_layout(to).wrapper!r} wrapper); use '
+                              f'a .pth output path.')
+    write_atomic(export_checkpoint(converted, to, meta), output_path, force=force)
+    return ConversionReport(output=output_path, source_format=converted.source_format,
+                            target_format=to, arch=meta['arch'],
+                            architecture=converted.architecture,
+                            num_tensors=len(converted.state_dict), dropped=converted.dropped,
+                            filled=converted.filled)
+
+
+def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto') -> ConvertedCheckpoint:
+    """Load any supported RegNet checkpoint into ``model`` (a ``RegNetBackbone``) strictly.
+
+    Unconverted files (pycls, torchvision, timm, mmdet) are converted in memory. The checkpoint's
+    architecture must equal the model's: a mismatch raises ``ArchitectureMismatchError`` giving
+    both sets of depths and widths, and no tensor is copied. Returns what was loaded.
+    """
+    converted = load_checkpoint(path, src=src, check=False)
+    target = model.state_dict()
+    try:
+        expected = infer_architecture(target)
+    except NotRegNetError:
+        expected = None
+    if expected is not None and expected != converted.architecture:
+        fix = (f"build the model with arch='{converted.arch}'" if converted.arch else
+               "build the model with the checkpoint's spec as arch")
+        raise ArchitectureMismatchError(
+            f'{path} holds {converted.architecture.describe()} but the model is '
+            f'{expected.describe()}; {fix}.')
+    try:
+        converted.filled = check_tensors(converted.state_dict,
+                                         {k: tuple(v.shape) for k, v in target.items()},
+                                         'this model',
+                                         'the model was built with other layers (norm_cfg, '
+                                         'conv_cfg) than the checkpoint holds')
+    except NotRegNetError as error:
+        raise ArchitectureMismatchError(f'{path}: {error}') from None
+    model.load_state_dict(converted.state_dict, strict=True)
+    return converted

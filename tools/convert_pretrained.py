@@ -1,0 +1,65 @@
+"""Convert pycls / torchvision / timm / mmdet RegNet weights for ``RegNetBackbone``.
+
+    python tools/convert_pretrained.py RegNetX-3.2GF_dds_8gpu.pyth regnetx_3.2gf.pth
+    python tools/convert_pretrained.py regnet_x_400mf.pth out.pth --src torchvision --arch regnetx_400mf_tv
+    python tools/convert_pretrained.py ours.pth theirs.pth --to timm      # export the other way
+
+The output (``{'state_dict', 'meta'}``) expects RGB input normalised with the ImageNet mean/std on
+the 0-255 scale, whatever the source's channel order was. Load it with
+``init_cfg=dict(type='Pretrained', checkpoint=OUTPUT)``.
+"""
+import argparse
+import os
+import sys
+
+try:
+    import regnet_backbone  # noqa: F401
+except ImportError:  # run from a checkout: python tools/convert_pretrained.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from regnet_backbone.checkpoints import LAYOUTS, OURS, SOURCE_FORMATS, CheckpointError, convert_file
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other error: one ``error:`` line on stderr."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (see --help)\n')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = _Parser(
+        description='Convert a RegNet checkpoint to RegNetBackbone names (RGB input).')
+    parser.add_argument('input', help='checkpoint to read (.pth, .pt, .pyth, .safetensors)')
+    parser.add_argument('output', help='file to write (.pth, or .safetensors for our format)')
+    parser.add_argument('--src', default='auto', choices=('auto', ) + SOURCE_FORMATS,
+                        help='layout of INPUT (default: detect it from the tensor names)')
+    parser.add_argument('--arch', help='preset the checkpoint must be, e.g. regnetx_3.2gf')
+    parser.add_argument('--to', default=OURS, choices=tuple(LAYOUTS),
+                        help=f'layout to write (default: {OURS}; others export back)')
+    parser.add_argument('--force', action='store_true', help='overwrite OUTPUT if it exists')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        report = convert_file(args.input, args.output, src=args.src, arch=args.arch,
+                              force=args.force, to=args.to)
+    except CheckpointError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    arch = report.arch or f'custom ({report.architecture.describe()})'
+    dropped = ', '.join(report.dropped[:4]) + (' ...' if len(report.dropped) > 4 else '')
+    print(f'format: {report.source_format} -> {report.target_format}')
+    print(f'arch: {arch}')
+    print(f'tensors converted: {report.num_tensors}')
+    print(f'tensors dropped: {len(report.dropped)}' + (f' ({dropped})' if dropped else ''))
+    if report.filled:
+        print(f'num_batches_tracked created: {len(report.filled)}')
+    print(f'wrote {report.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
