@@ -98,9 +98,12 @@ else
         log "installing the cached mmcv wheel $wheel"
     fi
     "${pip[@]}" install --force-reinstall --no-deps "$wheel" || die "could not install $wheel."
-    "${pip[@]}" install -c "$constraints" addict packaging Pillow pyyaml yapf \
-        || die "could not install mmcv's dependencies."
-    have_ops || die "mmcv.ops still does not import after installing $wheel; delete $cache and rerun."
+    # Second pass: mmcv's own dependencies (mmengine, opencv-python, numpy, ...), pinned.
+    "${pip[@]}" install -c "$constraints" "$wheel" || die "could not install mmcv's dependencies."
+    if ! have_ops; then
+        "$py" -c 'import mmcv.ops' || true
+        die "mmcv.ops does not import after installing $wheel (error above); if the wheel is broken, delete $cache and rerun."
+    fi
 fi
 
 # --- 4. OpenMMLab, test dependencies and this package -------------------------------------------
