@@ -1,0 +1,29 @@
+# UperNet + RegNetX-3.2GF on Cityscapes, 512x1024 crops, 80k iterations, 4 GPUs x 2 images.
+# mmseg's upernet_r50_4xb2-80k_cityscapes-512x1024.py with the backbone of
+# upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py (19 classes: the base's default).
+_base_ = [
+    'mmseg::_base_/models/upernet_r50.py',
+    'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+]
+custom_imports = dict(imports=['regnet_backbone'], allow_failed_imports=False)
+
+arch = 'regnetx_3.2gf'
+crop_size = (512, 1024)
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
+        size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='RegNetBackbone',
+        arch=arch,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        norm_eval=False,
+        init_cfg=dict(type='Pretrained', checkpoint=f'checkpoints/{arch}_rgb.pth')),
+    decode_head=dict(in_channels=[96, 192, 432, 1008], pool_scales=(1, 2, 3, 6)),
+    auxiliary_head=dict(in_channels=432, in_index=2))

@@ -1,0 +1,392 @@
+"""tools/train.py and tools/test.py end to end on the synthetic dataset, and the generator itself.
+
+The detector and segmentor are the repository's configs shrunk by a small override config
+(RegNetX-400MF, narrow heads, 64x64 images, a few iterations), run as subprocesses exactly as a
+user would run them.
+"""
+import filecmp
+import importlib.util
+import os
+import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from regnet_backbone.synthetic import CLASSES, make_synthetic_coco
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TRAIN, TEST = osp.join(ROOT, 'tools', 'train.py'), osp.join(ROOT, 'tools', 'test.py')
+needs_openmmlab = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ('mmdet', 'mmseg', 'mmcv')),
+    reason='mmdet, mmseg and mmcv are not installed (run tools/setup_env.sh)')
+
+
+def run_tool(*args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _explain(proc):
+    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
+
+
+# --- the generator -----------------------------------------------------------------------------
+def _files(root):
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [osp.relpath(osp.join(folder, n), root) for n in names]
+    return sorted(found)
+
+
+def test_generator_is_deterministic_and_idempotent(tmp_path):
+    a = make_synthetic_coco(tmp_path / 'a', num_train=3, num_val=2, size=64, seed=7)
+    b = make_synthetic_coco(tmp_path / 'b', num_train=3, num_val=2, size=64, seed=7)
+    files = _files(a.root)
+    assert files == _files(b.root)
+    assert len(files) == 2 * (3 + 2) + 3  # images, label maps, two jsons and the manifest
+    _, mismatch, errors = filecmp.cmpfiles(a.root, b.root, files, shallow=False)
+    assert not mismatch and not errors
+
+    stamps = {f: os.stat(osp.join(a.root, f)).st_mtime_ns for f in files}
+    make_synthetic_coco(a.root, num_train=3, num_val=2, size=64, seed=7)  # complete: untouched
+    assert stamps == {f: os.stat(osp.join(a.root, f)).st_mtime_ns for f in files}
+
+    c = make_synthetic_coco(tmp_path / 'c', num_train=3, num_val=2, size=64, seed=8)
+    first = 'train/000000.jpg'
+    assert not filecmp.cmp(osp.join(a.root, first), osp.join(c.root, first), shallow=False)
+
+    make_synthetic_coco(a.root, num_train=2, num_val=1, size=64, seed=7)  # smaller: no leftovers
+    assert sorted(os.listdir(osp.join(a.root, 'train'))) == ['000000.jpg', '000001.jpg']
+
+
+def test_generator_coco_masks_boxes_and_labels_agree(tmp_path):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    spec = make_synthetic_coco(tmp_path / 'data', num_train=6, num_val=3, size=96, seed=1)
+    for split, count in (('train', 6), ('val', 3)):
+        coco = COCO(osp.join(spec.root, spec.ann_file(split)))
+        assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+        assert len(coco.getImgIds()) == count
+        for image_id in coco.getImgIds():
+            info = coco.loadImgs(image_id)[0]
+            image = cv2.imread(osp.join(spec.root, spec.img_dir(split), info['file_name']))
+            assert image.shape == (96, 96, 3)
+            labels = cv2.imread(osp.join(spec.root, spec.seg_dir(split),
+                                         info['file_name'].replace('.jpg', '.png')),
+                                cv2.IMREAD_UNCHANGED)
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+            assert 1 <= len(anns) <= 5
+            covered = np.zeros(labels.shape, bool)
+            for ann in anns:
+                mask = coco.annToMask(ann).astype(bool)
+                assert not (mask & covered).any(), 'visible masks must not overlap'
+                covered |= mask
+                ys, xs = np.nonzero(mask)
+                box = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+                assert ann['bbox'] == [float(v) for v in box]
+                assert ann['area'] == mask.sum() == mask_utils.area(ann['segmentation'])
+                assert (labels[mask] == ann['category_id']).all()
+                assert ann['iscrowd'] == 0
+            assert (labels[~covered] == 0).all()
+
+
+# --- train / test / resume ------------------------------------------------------------------------
+DET_OVERRIDES = """
+_base_ = {base!r}
+data_root = {data!r}
+metainfo = dict(classes={classes!r})
+model = dict(
+    backbone=dict(arch='regnetx_400mf', frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[32, 64, 160, 384], out_channels=32),
+    rpn_head=dict(in_channels=32, feat_channels=32),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=32, roi_layer=dict(sampling_ratio=2)),
+        bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=3),
+        mask_roi_extractor=dict(out_channels=32, roi_layer=dict(sampling_ratio=2)),
+        mask_head=dict(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100),
+                   rcnn=dict(sampler=dict(num=32))),
+    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(max_per_img=20)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo,
+                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/'), pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2, val_interval=2)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=100, milestones=[3], gamma=0.1),
+]
+optim_wrapper = dict(optimizer=dict(lr=0.01))
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2), logger=dict(interval=1))
+log_processor = dict(by_epoch=False)
+"""
+
+SEG_OVERRIDES = """
+_base_ = {base!r}
+data_root = {data!r}
+metainfo = dict(classes={classes!r})
+model = dict(
+    data_preprocessor=dict(size=(64, 64)),
+    backbone=dict(arch='regnetx_400mf', init_cfg=None),
+    decode_head=dict(in_channels=[32, 64, 160, 384], channels=32, num_classes=4),
+    auxiliary_head=dict(in_channels=160, channels=16, num_classes=4))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=(64, 64)),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(_delete_=True, type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+                 img_suffix='.jpg', seg_map_suffix='.png', pipeline=train_pipeline,
+                 data_prefix=dict(img_path='train', seg_map_path='seg/train')))
+val_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    dataset=dict(_delete_=True, type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+                 img_suffix='.jpg', seg_map_suffix='.png', pipeline=test_pipeline,
+                 data_prefix=dict(img_path='val', seg_map_path='seg/val')))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=1, val_interval=1)
+default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
+"""
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    return make_synthetic_coco(tmp_path_factory.mktemp('synthetic'), num_train=4, num_val=2,
+                               size=64, seed=0)
+
+
+def _write_config(path, template, base, spec, classes):
+    path.write_text(template.format(base=osp.join(ROOT, 'configs', base),
+                                    data=spec.root + '/', classes=tuple(classes)))
+    return path
+
+
+@pytest.fixture(scope='module')
+def det_run(synthetic, tmp_path_factory):
+    """A 2-iteration Mask R-CNN run; its work dir holds iter_2.pth."""
+    tmp = tmp_path_factory.mktemp('det')
+    config = _write_config(tmp / 'mask_rcnn_tiny.py', DET_OVERRIDES,
+                           'mask_rcnn_regnetx_3.2gf_fpn.py', synthetic, CLASSES)
+    work_dir = tmp / 'work'
+    proc = run_tool(TRAIN, config, '--work-dir', work_dir)
+    assert proc.returncode == 0, _explain(proc)
+    return config, work_dir, proc
+
+
+@needs_openmmlab
+def test_train_detector_writes_checkpoint_and_evaluates(det_run):
+    config, work_dir, proc = det_run
+    checkpoint = work_dir / 'iter_2.pth'
+    assert checkpoint.is_file()
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr  # validation ran at the last iteration
+    # The file is a full Runner checkpoint (message hub, optimizer, schedulers), which safe
+    # loading on torch >= 2.6 refuses unless the engine allow-lists what mmengine pickles.
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    assert {'message_hub', 'optimizer', 'param_schedulers', 'meta'} <= set(state)
+    assert state['meta']['iter'] == 2
+
+
+@needs_openmmlab
+def test_resume_from_checkpoint_continues_at_saved_iteration(det_run):
+    config, work_dir, _ = det_run
+    resumed = work_dir.parent / 'resumed'
+    proc = run_tool(TRAIN, config, '--work-dir', resumed, '--resume', work_dir / 'iter_2.pth',
+                    '--cfg-options', 'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=1')
+    assert proc.returncode == 0, _explain(proc)
+    log = proc.stdout + proc.stderr
+    assert re.search(r'resumed epoch: \d+, iter: 2', log), _explain(proc)
+    assert not (resumed / 'iter_1.pth').exists() and not (resumed / 'iter_2.pth').exists()
+    final = torch.load(resumed / 'iter_3.pth', map_location='cpu', weights_only=False)
+    assert final['meta']['iter'] == 3
+
+
+@needs_openmmlab
+def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run):
+    config, work_dir, _ = det_run
+    out = work_dir.parent / 'preds.pkl'
+    proc = run_tool(TEST, config, work_dir / 'iter_2.pth', '--work-dir', work_dir.parent / 'test',
+                    '--out', out)
+    assert proc.returncode == 0, _explain(proc)
+    assert 'coco/segm_mAP' in proc.stdout + proc.stderr
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 2 and 'pred_instances' in predictions[0]
+
+
+@needs_openmmlab
+def test_train_and_test_segmentor(synthetic, tmp_path):
+    config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
+                           'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', synthetic,
+                           synthetic.seg_classes)
+    proc = run_tool(TRAIN, config, '--work-dir', tmp_path / 'work')
+    assert proc.returncode == 0, _explain(proc)
+    assert re.search(r'mIoU: \d', proc.stdout + proc.stderr), _explain(proc)
+    checkpoint = tmp_path / 'work' / 'iter_1.pth'
+    proc = run_tool(TEST, config, checkpoint, '--work-dir', tmp_path / 'test', '--out',
+                    tmp_path / 'labels')
+    assert proc.returncode == 0, _explain(proc)
+    assert len(os.listdir(tmp_path / 'labels')) == 2
+
+
+@needs_openmmlab
+@pytest.mark.parametrize('tool,config,where', [
+    (TRAIN, 'mask_rcnn_regnetx_3.2gf_fpn.py', 'data/coco/'),
+    (TEST, 'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', 'data/ade/'),
+], ids=['train-coco', 'test-ade20k'])
+def test_missing_dataset_stops_with_one_line(tool, config, where, tmp_path):
+    args = [tool, osp.join(ROOT, 'configs', config)]
+    if tool == TEST:
+        (tmp_path / 'model.pth').write_bytes(b'')
+        args.append(tmp_path / 'model.pth')
+    proc = run_tool(*args, '--work-dir', tmp_path / 'work', cwd=tmp_path)  # no data/ here
+    assert proc.returncode == 1, _explain(proc)
+    assert 'Traceback' not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, _explain(proc)
+    assert lines[0].startswith('error: dataset not found:') and where in lines[0]
+    assert 'make demo' in lines[0]
+    assert not (tmp_path / 'work').exists()  # stopped before the Runner started
+    assert not (tmp_path / 'data').exists()  # and downloaded nothing
+
+
+@needs_openmmlab
+def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
+    """What mmengine pickled is allowed; safe loading still refuses anything else."""
+    import io
+
+    import numpy as np
+
+    from regnet_backbone.engine import runner_checkpoint_globals
+    _, work_dir, _ = det_run
+    checkpoint = work_dir / 'iter_2.pth'
+    entries = runner_checkpoint_globals()
+    allowed = {e[1] if isinstance(e, tuple) else f'{e.__module__}.{e.__qualname__}'
+               for e in entries}
+    needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+    assert needed <= allowed, needed - allowed
+
+    class ReadsAnAttribute:
+        def __reduce__(self):
+            return getattr, (np.ndarray, 'tofile')
+
+    evil = io.BytesIO()
+    torch.save({'x': ReadsAnAttribute()}, evil)
+    with torch.serialization.safe_globals(entries):  # scoped: other tests see the default
+        state = torch.load(checkpoint, map_location='cpu')  # weights_only=True by default
+        assert state['meta']['iter'] == 2
+        assert state['message_hub']['log_scalars']['train/loss'].mean() > 0
+        evil.seek(0)
+        with pytest.raises(Exception, match='refusing getattr'):
+            torch.load(evil)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@needs_openmmlab
+def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
+    """tools/dist_train.sh with two CPU processes: gloo, SyncBN turned into BN, DDP on CPU."""
+    if torch.cuda.is_available():
+        pytest.skip('checks the CPU fallback')
+    config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
+                           'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', synthetic,
+                           synthetic.seg_classes)
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(config), '2',
+                           '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, _explain(proc)
+    log = proc.stdout + proc.stderr
+    assert "dist_cfg: {'backend': 'gloo'}" in log and 'Distributed training: True' in log
+    assert (tmp_path / 'work' / 'iter_1.pth').is_file()
+
+
+# --- engine options, in process -------------------------------------------------------------------
+def _config(name):
+    from regnet_backbone.engine import load_config
+    return load_config(osp.join(ROOT, 'configs', name))
+
+
+@needs_openmmlab
+def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
+    from regnet_backbone import engine
+    det = _config('mask_rcnn_regnetx_3.2gf_fpn.py')
+    assert engine.codebase_of(det) == 'mmdet'
+    engine.configure_training(det, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py', resume='auto',
+                              auto_scale_lr=True)
+    assert det.work_dir == osp.join('./work_dirs', 'mask_rcnn_regnetx_3.2gf_fpn')
+    assert det.resume is True and det.load_from is None and det.auto_scale_lr.enable is True
+    with pytest.raises(engine.CheckpointNotFoundError):
+        engine.configure_training(det, 'x.py', resume=str(tmp_path / 'missing.pth'))
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    engine.configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out.pkl'))
+    assert det.load_from == str(checkpoint)
+    assert det.test_evaluator[-1].type == 'DumpDetResults'
+    with pytest.raises(engine.ConfigError, match='.pkl'):
+        engine.configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out'))
+
+    seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
+    assert engine.codebase_of(seg) == 'mmseg'
+    with pytest.raises(engine.ConfigError, match='auto_scale_lr'):
+        engine.configure_training(seg, 'x.py', auto_scale_lr=True)
+    engine.configure_testing(seg, 'x.py', str(checkpoint), out=str(tmp_path / 'labels'))
+    assert seg.test_evaluator.output_dir == str(tmp_path / 'labels')
+    if not torch.cuda.is_available():
+        with pytest.raises(engine.ToolError, match='--amp needs a CUDA GPU'):
+            engine.configure_training(seg, 'x.py', amp=True)
+
+
+@needs_openmmlab
+def test_engine_adapts_distributed_configs_to_cpu():
+    from regnet_backbone import engine
+    seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
+    engine.adapt_to_machine(seg, 'none', cuda=False)  # single process: mmengine reverts SyncBN
+    assert seg.model.backbone.norm_cfg.type == 'SyncBN'
+    engine.adapt_to_machine(seg, 'pytorch', cuda=True)  # GPUs: untouched
+    assert seg.model.backbone.norm_cfg.type == 'SyncBN' and 'model_wrapper_cfg' not in seg
+    engine.adapt_to_machine(seg, 'pytorch', cuda=False)
+    assert seg.env_cfg.dist_cfg.backend == 'gloo'
+    assert 'SyncBN' not in str(seg.model) and seg.model.decode_head.norm_cfg.type == 'BN'
+    assert seg.model_wrapper_cfg.device_ids is None

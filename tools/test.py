@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint on an mmdet or mmseg config's test set (picked by ``default_scope``).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+import warnings
+
+# mmengine imports pkg_resources (setuptools < 82); keep its deprecation notice off the terminal.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+if importlib.util.find_spec('regnet_backbone') is None:  # a checkout that is not pip-installed
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or segmentor.')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics and logs')
+    parser.add_argument(
+        '--out', help='mmdet: a .pkl file for the raw predictions; mmseg: a folder for the '
+        'predicted label maps')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. test_dataloader.batch_size=2')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from regnet_backbone import engine
+    try:
+        cfg = engine.load_config(args.config, args.cfg_options)
+        engine.configure_testing(cfg, args.config, args.checkpoint, work_dir=args.work_dir,
+                                 out=args.out, launcher=args.launcher)
+        engine.test(cfg, args.config)
+    except engine.ToolError as e:
+        sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+    main()
