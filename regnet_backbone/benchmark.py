@@ -196,13 +196,14 @@ def summarise(timings: List[Timing], arch: str, batch: int, size: Tuple[int, int
         group = [t for t in timings if t.mode == mode]
         base = next((t for t in group if t.name.startswith('mmdet')), group[0])
         for t in group:
-            # A training step is forward + backward: about 3x the forward flops.
-            work = gflop * (3 if mode == 'train' else 1)
+            # A training step is forward + backward: about 3x the forward flops. Detector steps
+            # have no backbone-only flop count.
+            work = None if mode.startswith('detector') else gflop * (3 if mode == 'train' else 1)
             rows.append(dict(mode=mode, name=t.name, seconds=t.seconds,
                              speedup=base.seconds / t.seconds, baseline=base.name,
-                             gflops=work / t.seconds,
+                             gflops=work / t.seconds if work else None,
                              sgemm_fraction=(work / t.seconds / sgemm_gflops)
-                             if sgemm_gflops else None))
+                             if work and sgemm_gflops else None))
     return rows
 
 
@@ -211,6 +212,70 @@ def markdown(rows: List[Dict], header: str) -> str:
              '|---|---|---|---|---|---|']
     for r in rows:
         frac = f"{100 * r['sgemm_fraction']:.0f}%" if r['sgemm_fraction'] else '-'
+        gflops = f"{r['gflops']:.0f}" if r['gflops'] else '-'
         lines.append(f"| {r['mode']} | {r['name']} | {r['seconds']:.3f} | {r['speedup']:.2f}x | "
-                     f"{r['gflops']:.0f} | {frac} |")
+                     f"{gflops} | {frac} |")
     return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Detector level: a Mask R-CNN training step and predict step, our config against mmdet's.
+# ------------------------------------------------------------------------------------------------
+OUR_MASK_RCNN = 'configs/mask_rcnn_regnetx_3.2gf_fpn.py'
+MMDET_MASK_RCNN = 'mmdet::regnet/mask-rcnn_regnetx-3.2GF_fpn_1x_coco.py'
+
+
+def build_detector(config: str, cfg_options: Optional[dict] = None) -> nn.Module:
+    """Build a detector from an mmdet config with pretrained init switched off."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    import regnet_backbone  # noqa: F401  (registers RegNetBackbone)
+    cfg = get_config(config) if '::' in config else Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def time_detectors(builders: Dict[str, Callable[[], nn.Module]], batch: int,
+                   size: Tuple[int, int], rounds: int = 3, warmup: int = 1) -> List[Timing]:
+    """Median seconds of a training step (loss + backward) and a predict step per detector."""
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    data = demo_mm_inputs(batch_size=batch, image_shapes=[(3, *size)] * batch,
+                          num_items=[6] * batch, num_classes=80, with_mask=True)
+    models = {name: build() for name, build in builders.items()}
+
+    def train_step(model):
+        model.train()
+        batch_data = model.data_preprocessor(data, True)
+        losses = model(**batch_data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def predict_step(model):
+        model.eval()
+        with torch.no_grad():
+            model(**model.data_preprocessor(data, False), mode='predict')
+
+    timings = []
+    for mode, step in (('detector train', train_step), ('detector predict', predict_step)):
+        for model in models.values():
+            for _ in range(warmup):
+                torch.manual_seed(0)
+                step(model)
+        samples: Dict[str, List[float]] = {name: [] for name in models}
+        for _ in range(rounds):
+            for name, model in models.items():
+                torch.manual_seed(0)
+                start = time.perf_counter()
+                step(model)
+                samples[name].append(time.perf_counter() - start)
+        timings += [Timing(name, mode, statistics.median(s), s) for name, s in samples.items()]
+    return timings

@@ -28,3 +28,17 @@ def test_benchmark_tool_tiny_run(tmp_path):
     assert result['sgemm_gflops'] > 0
     assert '| inference | ours deploy + channels_last |' in out_md.read_text()
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_benchmark_tool_detector_mode(tmp_path):
+    out_json = tmp_path / 'd.json'
+    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--modes', 'detector', '--batch', '1',
+           '--size', '64', '64', '--rounds', '1', '--warmup', '0', '--threads', '1',
+           '--json', str(out_json)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out_json.read_text())['timings']
+    assert {(r['mode'], r['name']) for r in rows} >= {
+        ('detector train', 'mmdet RegNet Mask R-CNN'), ('detector train', 'ours Mask R-CNN'),
+        ('detector predict', 'ours Mask R-CNN channels_last')}
+    assert all(r['baseline'] == 'mmdet RegNet Mask R-CNN' for r in rows)

@@ -52,7 +52,9 @@ def main(argv=None):
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--modes', nargs='+', default=['inference', 'train', 'memory'],
-                        choices=['inference', 'train', 'memory'])
+                        choices=['inference', 'train', 'memory', 'detector'],
+                        help='detector: Mask R-CNN train/predict steps, our config vs mmdet\'s '
+                        '(RegNetX-3.2GF configs; --batch/--size apply)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
@@ -71,9 +73,12 @@ def main(argv=None):
     cands = bench.candidates_for(args.arch, rivals=not args.no_rivals)
     timings = []
     for mode in args.modes:
-        if mode != 'memory':
+        if mode in ('inference', 'train'):
             timings += bench.time_candidates(cands, mode, args.batch, size, args.rounds,
                                              args.warmup)
+    if 'detector' in args.modes:
+        timings += bench.time_detectors(_detector_builders(), args.batch, size,
+                                        rounds=max(1, args.rounds // 2), warmup=args.warmup)
     rows = bench.summarise(timings, args.arch, args.batch, size, sgemm)
     memory = _memory_rows(args) if 'memory' in args.modes else []
 
@@ -82,9 +87,9 @@ def main(argv=None):
               f'sgemm peak {sgemm:.0f} GFLOP/s; median of {args.rounds} interleaved rounds')
     print(header)
     for r in rows:
-        frac = f"{100 * r['sgemm_fraction']:5.1f}%" if r['sgemm_fraction'] else '   -  '
-        print(f"{r['mode']:9s} {r['name']:30s} {r['seconds']:8.3f} s  {r['speedup']:5.2f}x  "
-              f"{r['gflops']:6.1f} GFLOP/s  {frac} of sgemm")
+        perf = (f"{r['gflops']:6.1f} GFLOP/s  {100 * r['sgemm_fraction']:5.1f}% of sgemm"
+                if r['gflops'] else '')
+        print(f"{r['mode']:16s} {r['name']:34s} {r['seconds']:8.3f} s  {r['speedup']:5.2f}x  {perf}")
     for r in memory:
         print(f"memory    {r['name']:30s} {r['peak_mb']:8.0f} MiB  "
               f"{r['ratio_to_ours_nchw']:.2f}x of ours (NCHW)")
@@ -102,6 +107,16 @@ def main(argv=None):
             f.write(text + '\n')
     if args.plot:
         _plot(rows, args.plot, header)
+
+
+def _detector_builders():
+    ours = os.path.join(ROOT, bench.OUR_MASK_RCNN)
+    return {
+        'mmdet RegNet Mask R-CNN': lambda: bench.build_detector(bench.MMDET_MASK_RCNN),
+        'ours Mask R-CNN': lambda: bench.build_detector(ours),
+        'ours Mask R-CNN channels_last': lambda: bench.build_detector(
+            ours, {'model.backbone.channels_last': True}),
+    }
 
 
 def _plot(rows, path, header):

@@ -105,8 +105,10 @@ class XBlock(nn.Module):
         if self.se is not None:
             out = self.se(out)
         out = self.norm3(self.conv3(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return out + shortcut
+        # In place: saves one full-size allocation per block (neither conv nor BN backward
+        # needs this tensor).
+        out += x if self.downsample is None else self.downsample(x)
+        return out
 
     def fuse(self) -> None:
         fuse_module_pairs(self, [('conv1', 'norm1'), ('conv2', 'norm2'), ('conv3', 'norm3')])
