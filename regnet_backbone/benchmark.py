@@ -279,3 +279,33 @@ def time_detectors(builders: Dict[str, Callable[[], nn.Module]], batch: int,
                 samples[name].append(time.perf_counter() - start)
         timings += [Timing(name, mode, statistics.median(s), s) for name, s in samples.items()]
     return timings
+
+
+# The goals of the performance issue, checked against a run's rows.
+TARGETS = (
+    ('inference', 'ours deploy + channels_last', 'speedup', '>=', 1.45,
+     'deploy-mode inference vs mmdet eager NCHW'),
+    ('inference', 'ours deploy + channels_last', 'sgemm_fraction', '>=', 0.90,
+     'deploy-mode inference, fraction of measured sgemm GFLOP/s'),
+    ('train', 'ours channels_last', 'speedup', '>=', 1.1,
+     'training forward+backward vs mmdet (fastest training variant of ours)'),
+    ('memory', 'ours with_cp (NCHW)', 'ratio_to_ours_nchw', '<=', 0.6,
+     'with_cp peak training memory vs without'),
+    ('detector train', 'ours Mask R-CNN channels_last', 'speedup', '>=', 1.0,
+     'Mask R-CNN training step vs mmdet RegNet config'),
+)
+
+
+def targets_markdown(rows: List[Dict], memory: List[Dict]) -> str:
+    """A markdown table of each target, the measured value and whether it is met."""
+    lookup = {(r['mode'], r['name']): r for r in list(rows) + list(memory)}
+    lines = ['| target | goal | measured | met |', '|---|---|---|---|']
+    for mode, name, key, op, goal, text in TARGETS:
+        row = lookup.get((mode, name))
+        if row is None or row.get(key) is None:
+            lines.append(f'| {text} | {op} {goal} | not measured in this run | - |')
+            continue
+        value = row[key]
+        met = value >= goal if op == '>=' else value <= goal
+        lines.append(f'| {text} | {op} {goal:g} | {value:.2f} | {"yes" if met else "**no**"} |')
+    return '\n'.join(lines)

@@ -85,7 +85,8 @@ def main(argv=None):
     rows = bench.summarise(timings, args.arch, args.batch, size, sgemm)
     memory = _memory_rows(args) if 'memory' in args.modes else []
 
-    header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32, '
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'
+    header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32, {device}, '
               f'{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}; '
               f'sgemm peak {sgemm:.0f} GFLOP/s; median of {args.rounds} interleaved rounds')
     print(header)
@@ -106,6 +107,7 @@ def main(argv=None):
             text += ('\n\n| training-step peak memory | MiB | vs ours (NCHW) |\n|---|---|---|\n' +
                      '\n'.join(f"| {r['name']} | {r['peak_mb']:.0f} | {r['ratio_to_ours_nchw']:.2f}x |"
                                for r in memory))
+        text += '\n\n' + bench.targets_markdown(rows, memory)
         with open(args.markdown, 'w') as f:
             f.write(text + '\n')
     if args.plot:
