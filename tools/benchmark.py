@@ -85,8 +85,7 @@ def main(argv=None):
     rows = bench.summarise(timings, args.arch, args.batch, size, sgemm)
     memory = _memory_rows(args) if 'memory' in args.modes else []
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU only'
-    header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32, {device}, '
+    header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32 on the CPU, '
               f'{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}; '
               f'sgemm peak {sgemm:.0f} GFLOP/s; median of {args.rounds} interleaved rounds')
     print(header)
