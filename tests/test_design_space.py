@@ -12,7 +12,8 @@ from regnet_backbone import (PRESETS, AnyNetSpec, RegNetParams, complexity,
                              design_space_violations, generate_block_widths, get_preset,
                              in_design_space, resolve_arch)
 
-REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'REFERENCE.md'
+# A copy of shared/REFERENCE.md (pycls's published model_complexity.json and model zoo).
+REFERENCE = Path(__file__).resolve().parent / 'data' / 'REFERENCE.md'
 
 
 def _reference_table():
