@@ -13,7 +13,7 @@ from regnet_backbone import (PRESETS, AnyNetSpec, RegNetParams, complexity,
                              in_design_space, resolve_arch)
 
 # A copy of shared/REFERENCE.md (pycls's published model_complexity.json and model zoo).
-REFERENCE = Path(__file__).resolve().parent / 'data' / 'REFERENCE.md'
+REFERENCE = Path(__file__).resolve().parent / 'reference' / 'REFERENCE.md'
 
 
 def _reference_table():
