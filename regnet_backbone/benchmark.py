@@ -177,8 +177,11 @@ def peak_train_memory_mb(build: Callable[[], nn.Module], batch: int, size: Tuple
     with open('/proc/self/statm') as f:
         base = int(f.read().split()[1]) * resource.getpagesize() / 2**20
     _step(model, x, 'train')
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return peak - base
+    # VmHWM belongs to this address space; ru_maxrss would carry over the parent's peak when the
+    # process was forked from a large one.
+    with open('/proc/self/status') as f:
+        peak_kib = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+    return peak_kib / 1024 - base
 
 
 def backbone_gflop(arch: str, batch: int, size: Tuple[int, int]) -> float:
