@@ -57,7 +57,10 @@ def _ours(arch: str, channels_last=False, deploy=False, with_cp=False) -> Callab
 def _mmdet(mmdet_name: str) -> Callable[[], nn.Module]:
     def build():
         from mmdet.models.backbones import RegNet
-        model = RegNet(arch=mmdet_name, out_indices=(0, 1, 2, 3))
+        # mmdet's ResNet family defaults to norm_eval=True (BN frozen in train mode, as in its
+        # detection recipes); every other candidate trains its BN, so the training rows would
+        # compare unequal work. norm_eval=False makes all of them update BN statistics.
+        model = RegNet(arch=mmdet_name, out_indices=(0, 1, 2, 3), norm_eval=False)
         model.init_weights()
         return model
     return build

@@ -7,15 +7,27 @@
 * :func:`check_datasets`: fail early, with one sentence, when the data a config reads is absent.
 * :func:`allow_runner_checkpoints`: let torch >= 2.6's safe ``torch.load`` (``weights_only=True``)
   read the checkpoints mmengine's Runner writes, by allow-listing exactly what they contain.
+* :func:`use_atomic_checkpoints`: crash-safe checkpoints for every training run (an interrupted
+  run never leaves a truncated ``.pth`` or ``last_checkpoint``; ``--resume`` always finds one).
+* :func:`use_data_root`: point a config's datasets and evaluators at another data folder.
 * :func:`train` / :func:`test`: build the Runner and run it.
+* :func:`load_for_inference` / :func:`predict_validation_images`: a trained model and its
+  predictions on validation images, as numpy arrays (for drawing).
 
 Library code: nothing here prints or exits. Problems a user can fix raise :class:`ToolError`
 subclasses whose message is one line; the CLIs print it and exit non-zero.
 """
+import contextlib
 import os
 import os.path as osp
 import subprocess
-from typing import Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+from .atomic import is_leftover, replace_bytes
 
 CODEBASES = ('mmdet', 'mmseg')
 DEMO_HINT = 'or run `make demo` to train on a generated synthetic dataset instead'
@@ -151,6 +163,7 @@ def configure_training(cfg, config_path: str, *, work_dir: Optional[str] = None,
             raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` '
                               f'in the config; {config_path} has none.')
         setting.enable = True
+    use_atomic_checkpoints(cfg)
     adapt_to_machine(cfg, launcher)
 
 
@@ -187,6 +200,113 @@ def configure_testing(cfg, config_path: str, checkpoint: str, *, work_dir: Optio
     adapt_to_machine(cfg, launcher)
 
 
+# --- crash-safe checkpoints -------------------------------------------------------------------
+ATOMIC_BACKEND = 'atomic_local'
+ATOMIC_CHECKPOINT_HOOK = 'AtomicCheckpointHook'
+LAST_CHECKPOINT = 'last_checkpoint'  # mmengine's pointer file, read by ``resume='auto'``
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend whose ``put`` / ``put_text`` replace files atomically
+    (:func:`regnet_backbone.atomic.replace_bytes`).
+
+    mmengine's ``save_checkpoint`` serialises the whole checkpoint in memory and hands the bytes
+    to its file backend's ``put``; the stock local backend opens the target with ``'wb'``, so a
+    run killed while writing leaves a truncated ``.pth`` under the final name. Selected with
+    ``backend_args=dict(backend='atomic_local')``.
+    """
+
+    def put(self, obj: bytes, filepath) -> None:
+        replace_bytes(filepath, obj)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        replace_bytes(filepath, obj.encode(encoding))
+
+
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` (same arguments) with crash-safe writes.
+
+    Differences, all about interruption (SIGKILL, power loss, a full disk):
+
+    * checkpoints in a local ``out_dir`` are written through :class:`AtomicLocalBackend`
+      (unless the config chose its own ``backend_args``);
+    * the ``last_checkpoint`` pointer is replaced atomically (mmengine truncates it, then writes);
+    * checkpoints beyond ``max_keep_ckpts`` are deleted *after* the new checkpoint and the pointer
+      are on disk (mmengine deletes first, so a crash in between left the pointer naming a
+      deleted file, or no checkpoint at all);
+    * temporary files left by a killed run are removed when training starts.
+    """
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        local = '://' not in str(self.out_dir)
+        if local and self.backend_args is None and self.file_client_args is None:
+            self.backend_args = dict(backend=ATOMIC_BACKEND)
+            self.file_backend = AtomicLocalBackend()
+        if local and _is_main_process() and osp.isdir(self.out_dir):
+            for name in os.listdir(self.out_dir):
+                if is_leftover(name):
+                    with contextlib.suppress(OSError):
+                        os.unlink(osp.join(self.out_dir, name))
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        # The ids to keep after this save. They go into the message hub before saving (the
+        # checkpoint records them, so a resumed run knows what to delete later) and into the hook
+        # only once the save succeeded: a failed save must not forget older checkpoints.
+        kept = list(self.keep_ckpt_ids)
+        ids, outdated = kept, []
+        # Called twice for one step when save_best fires with a regular save: count it once.
+        if self.max_keep_ckpts > 0 and not (kept and kept[-1] == step):
+            ids = kept + [step]
+            outdated, ids = ids[:-self.max_keep_ckpts], ids[-self.max_keep_ckpts:]
+            runner.message_hub.update_info('keep_ckpt_ids', ids)
+        try:
+            runner.save_checkpoint(
+                self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                backend_args=self.backend_args, **self.args)
+        except BaseException:
+            runner.message_hub.update_info('keep_ckpt_ids', kept)
+            raise
+        self.keep_ckpt_ids.clear()
+        self.keep_ckpt_ids.extend(ids)
+        if not _is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
+            return
+        replace_bytes(osp.join(runner.work_dir, LAST_CHECKPOINT), str(self.last_ckpt).encode())
+        for old in outdated:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # deepspeed saves folders
+                self.file_backend.rmtree(path)
+
+
+def _is_main_process() -> bool:
+    from mmengine.dist import is_main_process
+    return is_main_process()
+
+
+def register_atomic_checkpoints() -> None:
+    """Register :class:`AtomicLocalBackend` (``'atomic_local'``) in mmengine's file backends and
+    :class:`AtomicCheckpointHook` in mmengine's root ``HOOKS`` (which mmdet's and mmseg's
+    registries fall back to). Idempotent."""
+    register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+    if HOOKS.get(ATOMIC_CHECKPOINT_HOOK) is None:
+        HOOKS.register_module(name=ATOMIC_CHECKPOINT_HOOK, module=AtomicCheckpointHook)
+
+
+def use_atomic_checkpoints(cfg) -> None:
+    """Swap mmengine's ``CheckpointHook`` in ``cfg.default_hooks`` for
+    :class:`AtomicCheckpointHook` (same arguments); other checkpoint hooks are left alone."""
+    register_atomic_checkpoints()
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if hook and hook.get('type') in ('CheckpointHook', CheckpointHook):
+        hook['type'] = ATOMIC_CHECKPOINT_HOOK
+
+
 # --- datasets --------------------------------------------------------------------------------
 def _leaf_datasets(dataset) -> Iterator[dict]:
     """The datasets that read files, looking through wrappers (Repeat, Concat, ClassBalanced)."""
@@ -211,6 +331,27 @@ def _paths_read_by(dataset: dict) -> List[str]:
         if name and '://' not in name:
             paths.append(name if osp.isabs(name) or not root else osp.join(root, name))
     return [p for p in paths if '://' not in p]
+
+
+def use_data_root(cfg, root: str) -> None:
+    """Point every dataset of ``cfg`` at ``root``, and the evaluators' ``ann_file`` (mmdet's
+    CocoMetric reads the ground truth itself) at the matching file under ``root``.
+
+    A config's ``data_root`` variable is resolved when the file is read, so overriding it with
+    ``--cfg-options`` would leave the datasets where they were; this rewrites every use.
+    """
+    root = osp.join(root, '')
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        datasets = list(_leaf_datasets(loader.get('dataset'))) if loader else []
+        for dataset in datasets:
+            dataset['data_root'] = root
+        evaluators = cfg.get(f'{split}_evaluator')
+        if not datasets or not evaluators or not datasets[0].get('ann_file'):
+            continue
+        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+            if evaluator.get('ann_file'):
+                evaluator['ann_file'] = osp.join(root, datasets[0]['ann_file'])
 
 
 def check_datasets(cfg, config_path: str, dataloaders: Sequence[str]) -> None:
@@ -322,6 +463,7 @@ def build_runner(cfg):
     """The Runner a config asks for (``runner_type``), else mmengine's ``Runner``."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    register_atomic_checkpoints()  # configs dumped by a training run name AtomicCheckpointHook
     if codebase_of(cfg) == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()
@@ -341,6 +483,18 @@ def train(cfg, config_path: str):
     return runner
 
 
+def finish_distributed() -> None:
+    """Wait for every process, then close the process group (a no-op without one).
+
+    Call it when a process that trained under a launcher is done: a process that exits while
+    gloo's threads still run can abort ("terminate called without an active exception").
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def test(cfg, config_path: str):
     """Check the data, build the Runner, load ``cfg.load_from`` and test; returns the metrics."""
     check_datasets(cfg, config_path, ['test_dataloader'])
@@ -348,3 +502,59 @@ def test(cfg, config_path: str):
     _init_cpu_distributed(cfg.get('launcher', 'none'))
     runner = build_runner(cfg)
     return runner.test()
+
+
+def load_for_inference(cfg, checkpoint: str):
+    """The model of ``cfg`` with the weights of ``checkpoint`` (a Runner checkpoint or a state
+    dict), in eval mode on the CPU, and the validation dataset it is evaluated on.
+
+    Returns:
+        ``(model, dataset)``; ``dataset.metainfo`` holds ``classes`` and ``palette``.
+    """
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import load_checkpoint
+    scope = codebase_of(cfg)
+    if not osp.isfile(checkpoint):
+        raise CheckpointNotFoundError(f'checkpoint not found: {checkpoint}')
+    if scope == 'mmdet':
+        from mmdet.registry import DATASETS, MODELS
+    else:
+        from mmseg.registry import DATASETS, MODELS
+    allow_runner_checkpoints()
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+        dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    return model.eval(), dataset
+
+
+def predict_validation_images(model, dataset, count: int) -> List[Dict]:
+    """Run ``model`` (from :func:`load_for_inference`) on the first ``count`` images of
+    ``dataset``.
+
+    Returns one dict per image with ``image`` ((H, W, 3) uint8, RGB) and, for mmdet, ``boxes``
+    ((N, 4) float, x1 y1 x2 y2 pixels), ``labels`` ((N,) int), ``scores`` ((N,) float) and
+    ``masks`` ((N, H, W) bool, or None for a model without a mask head); for mmseg,
+    ``prediction`` and ``ground_truth`` ((H, W) int label maps).
+    """
+    import cv2
+    import torch
+    from mmengine.dataset import pseudo_collate
+    model.eval()
+    results = []
+    with torch.no_grad():
+        for index in range(min(count, len(dataset))):
+            sample = model.test_step(pseudo_collate([dataset[index]]))[0]
+            image = cv2.imread(sample.img_path, cv2.IMREAD_COLOR)[..., ::-1].copy()
+            result = dict(image=image)
+            if 'pred_instances' in sample:
+                pred = sample.pred_instances
+                result.update(boxes=pred.bboxes.cpu().numpy(), labels=pred.labels.cpu().numpy(),
+                              scores=pred.scores.cpu().numpy(),
+                              masks=pred.masks.cpu().numpy().astype(bool)
+                              if 'masks' in pred else None)
+            else:
+                result.update(prediction=sample.pred_sem_seg.data[0].cpu().numpy(),
+                              ground_truth=sample.gt_sem_seg.data[0].cpu().numpy())
+            results.append(result)
+    return results

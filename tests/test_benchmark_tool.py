@@ -42,3 +42,22 @@ def test_benchmark_tool_detector_mode(tmp_path):
         ('detector train', 'mmdet RegNet Mask R-CNN'), ('detector train', 'ours Mask R-CNN'),
         ('detector predict', 'ours Mask R-CNN channels_last')}
     assert all(r['baseline'] == 'mmdet RegNet Mask R-CNN' for r in rows)
+
+
+def test_every_training_candidate_updates_its_batch_norm():
+    """The training rows compare equal work: each candidate in train mode normalises with batch
+    statistics and updates its running ones (mmdet's RegNet defaults to norm_eval=True, which
+    freezes BN and would make its training step cheaper)."""
+    import torch
+
+    from regnet_backbone.benchmark import candidates_for
+    candidates = [c for c in candidates_for('regnetx_400mf') if not c.inference_only]
+    assert {'mmdet RegNet (NCHW)', 'ours (NCHW)', 'timm (NCHW)'} <= {c.name for c in candidates}
+    for candidate in candidates:
+        model = candidate.build()
+        model.train()
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        before = [m.running_mean.clone() for m in norms]
+        model(torch.randn(2, 3, 64, 64))
+        assert norms and all(m.training for m in norms), candidate.name
+        assert all(not torch.equal(b, m.running_mean) for b, m in zip(before, norms)), candidate.name

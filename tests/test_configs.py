@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('mmdet')
-pytest.importorskip('mmseg')
+import mmdet  # noqa: F401  (a missing codebase fails the tests, it does not skip them)
+import mmseg  # noqa: F401
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-
-import regnet_backbone  # noqa: E402,F401  (registers RegNetBackbone)
+import regnet_backbone  # noqa: F401  (registers RegNetBackbone)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs')

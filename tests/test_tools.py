@@ -5,7 +5,6 @@ The detector and segmentor are the repository's configs shrunk by a small overri
 user would run them.
 """
 import filecmp
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -22,9 +21,6 @@ from regnet_backbone.synthetic import CLASSES, make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN, TEST = osp.join(ROOT, 'tools', 'train.py'), osp.join(ROOT, 'tools', 'test.py')
-needs_openmmlab = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ('mmdet', 'mmseg', 'mmcv')),
-    reason='mmdet, mmseg and mmcv are not installed (run tools/setup_env.sh)')
 
 
 def run_tool(*args, cwd=ROOT, timeout=300):
@@ -210,7 +206,6 @@ def det_run(synthetic, tmp_path_factory):
     return config, work_dir, proc
 
 
-@needs_openmmlab
 def test_train_detector_writes_checkpoint_and_evaluates(det_run):
     config, work_dir, proc = det_run
     checkpoint = work_dir / 'iter_2.pth'
@@ -223,7 +218,6 @@ def test_train_detector_writes_checkpoint_and_evaluates(det_run):
     assert state['meta']['iter'] == 2
 
 
-@needs_openmmlab
 def test_resume_from_checkpoint_continues_at_saved_iteration(det_run):
     config, work_dir, _ = det_run
     resumed = work_dir.parent / 'resumed'
@@ -237,7 +231,6 @@ def test_resume_from_checkpoint_continues_at_saved_iteration(det_run):
     assert final['meta']['iter'] == 3
 
 
-@needs_openmmlab
 def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run):
     config, work_dir, _ = det_run
     out = work_dir.parent / 'preds.pkl'
@@ -250,7 +243,6 @@ def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run):
     assert len(predictions) == 2 and 'pred_instances' in predictions[0]
 
 
-@needs_openmmlab
 def test_train_and_test_segmentor(synthetic, tmp_path):
     config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
                            'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', synthetic,
@@ -265,7 +257,6 @@ def test_train_and_test_segmentor(synthetic, tmp_path):
     assert len(os.listdir(tmp_path / 'labels')) == 2
 
 
-@needs_openmmlab
 @pytest.mark.parametrize('tool,config,where', [
     (TRAIN, 'mask_rcnn_regnetx_3.2gf_fpn.py', 'data/coco/'),
     (TEST, 'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', 'data/ade/'),
@@ -286,7 +277,6 @@ def test_missing_dataset_stops_with_one_line(tool, config, where, tmp_path):
     assert not (tmp_path / 'data').exists()  # and downloaded nothing
 
 
-@needs_openmmlab
 def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
     """What mmengine pickled is allowed; safe loading still refuses anything else."""
     import io
@@ -324,7 +314,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@needs_openmmlab
 def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
     """tools/dist_train.sh with two CPU processes: gloo, SyncBN turned into BN, DDP on CPU."""
     if torch.cuda.is_available():
@@ -348,7 +337,6 @@ def _config(name):
     return load_config(osp.join(ROOT, 'configs', name))
 
 
-@needs_openmmlab
 def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
     from regnet_backbone import engine
     det = _config('mask_rcnn_regnetx_3.2gf_fpn.py')
@@ -378,7 +366,6 @@ def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
             engine.configure_training(seg, 'x.py', amp=True)
 
 
-@needs_openmmlab
 def test_engine_adapts_distributed_configs_to_cpu():
     from regnet_backbone import engine
     seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')

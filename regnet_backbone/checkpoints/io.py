@@ -9,13 +9,13 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 import warnings
 import zipfile
 from typing import Any, Callable, Optional
 
 import torch
 
+from ..atomic import replace_file
 from .errors import (CheckpointError, CheckpointNotFoundError, CheckpointReadError,
                      OutputExistsError, UnsafeCheckpointError)
 
@@ -156,20 +156,13 @@ def write_atomic(obj: Any, path: str, force: bool = False,
                               f'first.')
     if saver is None:
         saver = _write_safetensors if path.endswith('.safetensors') else torch.save
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-    os.close(fd)
     try:
-        saver(obj, tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        if os.path.exists(path) and not force:  # appeared while we were writing
-            raise OutputExistsError(f'{path} appeared while writing; pass --force to overwrite '
-                                    f'it.')
-        os.replace(tmp, path)
-    except BaseException as error:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(error, OSError) and not isinstance(error, CheckpointError):
-            raise CheckpointError(f'cannot write {path} ({error.strerror or error}); check the '
-                                  f'folder and free disk space.') from None
-        raise
+        replace_file(path, lambda tmp: saver(obj, tmp), overwrite=force)
+    except FileExistsError:  # appeared while we were writing
+        raise OutputExistsError(f'{path} appeared while writing; pass --force to overwrite '
+                                f'it.') from None
+    except OSError as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f'cannot write {path} ({error.strerror or error}); check the '
+                              f'folder and free disk space.') from None

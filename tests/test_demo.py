@@ -1,0 +1,360 @@
+"""The demo (tools/demo.py and configs/demo/) and crash-safe training, CI-sized.
+
+* tools/demo.py --quick --seg end to end: both demo configs train on generated data, the loss goes
+  down, mmdet's CocoMetric and mmseg's IoUMetric report, and the pictures are real PNGs.
+* A training run killed with SIGKILL (while it writes a checkpoint, when the timing allows)
+  resumes from its last checkpoint and finishes; every checkpoint left behind loads.
+* tools/dist_train.sh runs the Mask R-CNN demo config in two CPU processes (gloo): distributed
+  CocoMetric and a checkpoint. (tests/test_tools.py covers the launcher with UperNet.)
+* Atomic writes, in process: a failed write leaves the previous checkpoint and pointer intact.
+"""
+import collections
+import glob
+import json
+import os
+import os.path as osp
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from regnet_backbone.atomic import replace_bytes
+from regnet_backbone.synthetic import make_synthetic_coco
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(ROOT, 'tools')
+DEMO, TRAIN = osp.join(TOOLS, 'demo.py'), osp.join(TOOLS, 'train.py')
+DET_DEMO = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_regnetx_400mf_fpn_synthetic.py')
+SEG_DEMO = osp.join(ROOT, 'configs', 'demo', 'upernet_regnetx_400mf_synthetic.py')
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _env(threads=2):
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
+
+
+def run_tool(*args, timeout=300):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _explain(proc):
+    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
+
+
+def _load_png(path):
+    with open(path, 'rb') as f:
+        data = f.read()
+    assert data[:8] == PNG_SIGNATURE, f'{path} is not a PNG'
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None, f'{path} does not decode'
+    return picture
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    """The data of ``tools/demo.py --quick`` (48 train / 8 val images, 128x128)."""
+    return make_synthetic_coco(tmp_path_factory.mktemp('synthetic'), num_train=48, num_val=8,
+                               size=128, seed=0)
+
+
+# --- the demo, end to end ------------------------------------------------------------------------
+def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
+    from regnet_backbone.visualization import read_scalars
+    work = tmp_path / 'demo'
+    proc = run_tool(DEMO, '--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root)
+    assert proc.returncode == 0, _explain(proc)
+    out = proc.stdout
+    for stage in ('== data:', '== mask_rcnn: training', '== upernet: training', '== done in'):
+        assert stage in out, _explain(proc)
+    assert re.search(r'Iter\(train\) \[\s*20/40\]', proc.stdout + proc.stderr)  # mmengine's log
+
+    for name, metrics in (('mask_rcnn', ('coco/bbox_mAP', 'coco/segm_mAP')),
+                          ('upernet', ('mIoU', ))):
+        train, val = read_scalars(str(work / name))
+        losses = [r['loss'] for r in train]
+        assert len(losses) == 8, losses  # 40 iterations logged every 5
+        assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), (name, losses)
+        assert val and all(k in val[-1] for k in metrics), val
+        assert val[-1]['step'] == 40
+        for key in metrics:
+            assert re.search(rf'{re.escape(key)}: +\d\.\d{{3}}', out), _explain(proc)
+
+        predictions = _load_png(work / f'{name}_predictions.png')
+        curves = _load_png(work / f'{name}_training.png')
+        assert predictions.shape[0] > 2 * 128 and predictions.shape[1] > 3 * 128
+        assert curves.shape[:2] == (400, 1100)
+        assert predictions.std() > 10  # not a blank canvas
+        assert str(work / f'{name}_predictions.png') in out
+    assert not glob.glob(str(work / '**' / '.*.tmp'), recursive=True)  # no temporary files
+
+
+# --- interruption ---------------------------------------------------------------------------------
+TINY_OVERRIDES = """
+_base_ = {base!r}
+data_root = {data!r}
+train_dataloader = dict(num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root))
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=4, end={iters}, T_max={iters} - 4),
+]
+default_hooks = dict(logger=dict(interval=2), checkpoint=dict(interval={every}, max_keep_ckpts=2))
+log_processor = dict(window_size=2)
+# A model trained for a few iterations may score nothing above 0.05; CocoMetric then reports no
+# metric at all. Keeping every detection makes the evaluation always produce its keys.
+model = dict(test_cfg=dict(rcnn=dict(score_thr=0.0)))
+"""
+
+
+def _tiny_config(path, spec, iters, every):
+    path.write_text(TINY_OVERRIDES.format(base=DET_DEMO, data=spec.root + '/', iters=iters,
+                                          every=every))
+    return path
+
+
+def _checkpoint_iter(path):
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    return state['meta']['iter']
+
+
+def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
+    iters, every = 16, 4
+    config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters, every)
+    work = tmp_path / 'work'
+    log = open(tmp_path / 'killed.log', 'w')
+    proc = subprocess.Popen([sys.executable, TRAIN, str(config), '--work-dir', str(work)],
+                            cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    pointer = work / 'last_checkpoint'
+    try:
+        # Wait for the first checkpoint, then kill at the next sign of a write: ideally while
+        # the next checkpoint is still a temporary file, at the latest once it exists.
+        deadline = time.time() + 240
+        while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        while proc.poll() is None and time.time() < deadline:
+            if glob.glob(str(work / '.iter_*.tmp')) or (work / f'iter_{2 * every}.pth').exists():
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, 'training ended before it could be killed'
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    saved = pointer.read_text()
+    assert osp.isfile(saved), f'last_checkpoint names a missing file: {saved}'
+    saved_iter = _checkpoint_iter(saved)
+    assert 0 < saved_iter < iters
+
+    resumed = run_tool(TRAIN, config, '--work-dir', work, '--resume')
+    assert resumed.returncode == 0, _explain(resumed)
+    output = resumed.stdout + resumed.stderr
+    assert re.search(rf'resumed epoch: \d+, iter: {saved_iter}\b', output), _explain(resumed)
+    assert f'Iter(train) [{saved_iter - saved_iter % 2 + 2:>2}/{iters}]' in output
+    assert 'coco/bbox_mAP' in output
+    assert pointer.read_text() == str(work / f'iter_{iters}.pth')
+    checkpoints = sorted(glob.glob(str(work / '*.pth')))
+    assert str(work / f'iter_{iters}.pth') in checkpoints
+    for path in checkpoints:  # nothing truncated, whatever the kill interrupted
+        assert _checkpoint_iter(path) == int(re.search(r'iter_(\d+)', path).group(1))
+    assert _checkpoint_iter(work / f'iter_{iters}.pth') == iters
+    assert not glob.glob(str(work / '.*.tmp'))  # a killed write's leftovers are swept
+
+
+# --- two processes --------------------------------------------------------------------------------
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_runs_the_demo_detector_on_cpu(synthetic, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('checks the CPU (gloo) fallback')
+    config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters=8, every=8)
+    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(_free_port()))
+    proc = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2',
+                           '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, _explain(proc)
+    log = proc.stdout + proc.stderr
+    assert "dist_cfg: {'backend': 'gloo'}" in log and 'Distributed training: True' in log
+    assert re.search(r'coco/bbox_mAP: \d', log) and re.search(r'coco/segm_mAP: \d', log)
+    assert _checkpoint_iter(tmp_path / 'work' / 'iter_8.pth') == 8
+
+
+# --- atomic writes, in process ------------------------------------------------------------------
+def _failing_fsync(fd):
+    raise OSError(28, 'No space left on device')
+
+
+def test_failed_checkpoint_write_keeps_previous_file(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import save_checkpoint
+
+    from regnet_backbone import engine
+    engine.register_atomic_checkpoints()
+    path = str(tmp_path / 'iter_1.pth')
+    backend = dict(backend=engine.ATOMIC_BACKEND)
+    save_checkpoint({'meta': {'iter': 1}, 'w': torch.ones(1000)}, path, backend_args=backend)
+    before = open(path, 'rb').read()
+
+    monkeypatch.setattr(os, 'fsync', _failing_fsync)  # the disk fills up after the bytes went out
+    with pytest.raises(OSError, match='No space left'):
+        save_checkpoint({'meta': {'iter': 2}, 'w': torch.zeros(10 ** 6)}, path,
+                        backend_args=backend)
+    assert open(path, 'rb').read() == before
+    assert os.listdir(tmp_path) == ['iter_1.pth']  # no partial or temporary file
+
+    monkeypatch.undo()
+    replace_bytes(path, b'new')
+    assert open(path, 'rb').read() == b'new' and os.listdir(tmp_path) == ['iter_1.pth']
+
+
+class _Runner:
+    """What CheckpointHook uses of a Runner: a work dir, a message hub and save_checkpoint."""
+
+    def __init__(self, work_dir):
+        from mmengine.logging import MessageHub
+        self.work_dir = str(work_dir)
+        self.message_hub = MessageHub(f'hook-test-{id(self)}')
+        self.fail = False
+
+    def save_checkpoint(self, out_dir, filename, file_client_args=None, backend_args=None,
+                        meta=None, **kwargs):
+        from mmengine.runner.checkpoint import save_checkpoint
+        if self.fail:
+            raise OSError(28, 'No space left on device')
+        save_checkpoint({'meta': meta}, osp.join(out_dir, filename), backend_args=backend_args)
+
+
+def test_checkpoint_hook_deletes_old_checkpoints_only_after_a_successful_save(tmp_path):
+    from regnet_backbone import engine
+    hook = engine.AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=1)
+    runner = _Runner(tmp_path)
+    hook.out_dir, hook.file_backend = str(tmp_path), engine.AtomicLocalBackend()
+    hook.backend_args = dict(backend=engine.ATOMIC_BACKEND)
+    engine.register_atomic_checkpoints()
+    hook.keep_ckpt_ids = collections.deque([], 1)
+    pointer = tmp_path / 'last_checkpoint'
+
+    hook._save_checkpoint_with_step(runner, 1, dict(iter=1))
+    assert pointer.read_text() == str(tmp_path / 'iter_1.pth')
+    runner.fail = True
+    with pytest.raises(OSError):
+        hook._save_checkpoint_with_step(runner, 2, dict(iter=2))
+    # mmengine's hook deletes iter_1.pth before saving iter_2.pth: a crash there leaves nothing.
+    assert pointer.read_text() == str(tmp_path / 'iter_1.pth')
+    assert _checkpoint_iter(tmp_path / 'iter_1.pth') == 1
+    runner.fail = False
+    hook._save_checkpoint_with_step(runner, 3, dict(iter=3))
+    assert sorted(os.listdir(tmp_path)) == ['iter_3.pth', 'last_checkpoint']
+    assert pointer.read_text() == str(tmp_path / 'iter_3.pth')
+
+
+def test_engine_makes_every_training_config_write_atomically():
+    from regnet_backbone import engine
+    for config in (DET_DEMO, SEG_DEMO, osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py')):
+        cfg = engine.load_config(config)
+        engine.configure_training(cfg, config)
+        assert cfg.default_hooks.checkpoint.type == engine.ATOMIC_CHECKPOINT_HOOK
+
+
+# --- configs and helpers --------------------------------------------------------------------------
+def test_demo_configs_follow_the_reference_recipe():
+    from regnet_backbone import engine
+    det = engine.load_config(DET_DEMO)
+    backbone = det.model.backbone
+    assert (backbone.arch, backbone.frozen_stages, backbone.norm_eval, backbone.init_cfg) == \
+        ('regnetx_400mf', -1, False, None)
+    assert det.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-3, weight_decay=0.05)
+    assert det.optim_wrapper.clip_grad.max_norm == 10
+    assert det.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.0, bias_decay_mult=0.0)
+    assert [s.type for s in det.param_scheduler] == ['LinearLR', 'CosineAnnealingLR']
+    assert det.param_scheduler[0].end == 100 and det.train_cfg.max_iters == 1400
+    roi = det.model.roi_head
+    assert roi.bbox_roi_extractor.roi_layer.sampling_ratio == 2
+    assert roi.mask_roi_extractor.roi_layer.sampling_ratio == 2
+    assert (roi.bbox_head.fc_out_channels, roi.mask_head.num_convs) == (256, 2)
+    # From scratch, the FPN and the RoI heads are normalised (GN), the backbone keeps BN.
+    assert det.model.neck.norm_cfg.type == roi.bbox_head.norm_cfg.type == 'GN'
+    assert roi.mask_head.norm_cfg.type == 'GN' and backbone.norm_cfg.type == 'BN'
+    assert det.model.train_cfg.rcnn.sampler.num == 64
+    assert (det.model.train_cfg.rpn_proposal.max_per_img,
+            det.model.test_cfg.rpn.max_per_img) == (200, 100)
+    assert det.train_dataloader.batch_size == 4
+    assert det.val_evaluator.type == 'CocoMetric' and det.val_evaluator.metric == ['bbox', 'segm']
+
+    seg = engine.load_config(SEG_DEMO)
+    assert 'BN' not in str(seg.model)  # GN throughout: BN's running statistics lagged (config)
+    assert seg.model.backbone.norm_cfg == dict(type='GN', num_groups=8, requires_grad=True)
+    assert seg.val_evaluator.type == 'IoUMetric'
+    assert seg.model.decode_head.num_classes == 4
+
+
+def test_use_data_root_moves_datasets_and_coco_ground_truth(tmp_path):
+    from regnet_backbone import engine
+    cfg = engine.load_config(DET_DEMO)
+    engine.use_data_root(cfg, str(tmp_path))
+    for split in ('train', 'val', 'test'):
+        assert cfg[f'{split}_dataloader'].dataset.data_root == str(tmp_path) + '/'
+    assert cfg.val_evaluator.ann_file == str(tmp_path / 'annotations' / 'instances_val.json')
+    assert cfg.test_evaluator.ann_file == cfg.val_evaluator.ann_file
+
+
+def test_read_scalars_stitches_resumed_and_restarted_runs(tmp_path):
+    from regnet_backbone.visualization import last_metrics, read_scalars
+
+    def run(stamp, records):
+        folder = tmp_path / stamp / 'vis_data'
+        folder.mkdir(parents=True)
+        lines = [json.dumps(r) for r in records] + ['{"loss": 1.0, "st']  # cut by a kill
+        (folder / 'scalars.json').write_text('\n'.join(lines))
+
+    run('20250101_000000', [dict(loss=3.0, step=10), dict(loss=2.0, step=20),
+                            {'coco/bbox_mAP': 0.1, 'step': 20}, dict(loss=1.5, step=30)])
+    run('20250101_010000', [dict(loss=1.8, step=30), dict(loss=1.0, step=40),
+                            {'coco/bbox_mAP': 0.4, 'step': 40}])
+    train, val = read_scalars(str(tmp_path))
+    assert [(r['step'], r['loss']) for r in train] == [(10, 3.0), (20, 2.0), (30, 1.8), (40, 1.0)]
+    assert last_metrics(val, ['coco/bbox_mAP']) == {'coco/bbox_mAP': 0.4}
+    assert last_metrics(val, ['mIoU']) is None
+    run('20250101_020000', [dict(loss=3.1, step=10)])  # a fresh run in the same folder
+    assert [r['step'] for r in read_scalars(str(tmp_path))[0]] == [10]
+    assert read_scalars(str(tmp_path / 'missing')) == ([], [])
+
+
+def test_drawing_marks_instances_and_label_maps(tmp_path):
+    from regnet_backbone import visualization as vis
+    image = np.full((64, 64, 3), 100, np.uint8)
+    masks = np.zeros((2, 64, 64), bool)
+    masks[0, 10:30, 10:30] = True
+    masks[1, 40:60, 40:60] = True
+    drawn = vis.draw_detections(image, np.array([[10, 10, 30, 30], [40, 40, 60, 60.]]),
+                                np.array([0, 1]), np.array([0.9, 0.1]), masks,
+                                ('a', 'b'), [(255, 0, 0), (0, 0, 255)])
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    assert drawn[20, 20, 0] > drawn[20, 20, 2]  # tinted with class a's red
+    assert (drawn[50, 50] == 100).all()  # below the score threshold: untouched
+    labels = np.zeros((64, 64), int)
+    labels[:, 32:] = 1
+    seg = vis.draw_segmentation(image, labels, [(0, 0, 0), (0, 255, 0)])
+    assert (seg[:, :32] == 100).all() and (seg[:, 32:, 1] > 150).all()
+    grid = vis.tile([drawn, seg, image], columns=2, captions=['x', 'y', 'z'])
+    path = vis.write_png(str(tmp_path / 'grid.png'), grid)
+    assert (_load_png(path)[..., ::-1] == grid).all()
+    assert os.listdir(tmp_path) == ['grid.png']
