@@ -256,7 +256,8 @@ class AtomicCheckpointHook(CheckpointHook):
         # The ids to keep after this save. They go into the message hub before saving (the
         # checkpoint records them, so a resumed run knows what to delete later) and into the hook
         # only once the save succeeded: a failed save must not forget older checkpoints.
-        kept = list(self.keep_ckpt_ids)
+        # (mmengine's before_train creates keep_ckpt_ids only when max_keep_ckpts > 0.)
+        kept = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
         ids, outdated = kept, []
         # Called twice for one step when save_best fires with a regular save: count it once.
         if self.max_keep_ckpts > 0 and not (kept and kept[-1] == step):
@@ -271,8 +272,9 @@ class AtomicCheckpointHook(CheckpointHook):
         except BaseException:
             runner.message_hub.update_info('keep_ckpt_ids', kept)
             raise
-        self.keep_ckpt_ids.clear()
-        self.keep_ckpt_ids.extend(ids)
+        if self.max_keep_ckpts > 0:
+            self.keep_ckpt_ids.clear()
+            self.keep_ckpt_ids.extend(ids)
         if not _is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
             return
         replace_bytes(osp.join(runner.work_dir, LAST_CHECKPOINT), str(self.last_ckpt).encode())

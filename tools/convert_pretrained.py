@@ -12,10 +12,8 @@ import argparse
 import os
 import sys
 
-try:
-    import regnet_backbone  # noqa: F401
-except ImportError:  # run from a checkout: python tools/convert_pretrained.py
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# This checkout's library first, even where the shared venv has another checkout installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.checkpoints import LAYOUTS, OURS, SOURCE_FORMATS, CheckpointError, convert_file
 

@@ -16,7 +16,6 @@ Outputs, under the work dir: ``mask_rcnn/`` (mmengine's logs, config and checkpo
 ``mask_rcnn_predictions.png``, ``mask_rcnn_training.png`` (and ``upernet*`` with ``--seg``).
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -27,8 +26,8 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if importlib.util.find_spec('regnet_backbone') is None:  # a checkout that is not pip-installed
-    sys.path.insert(0, ROOT)
+# This checkout's library first, even where the shared venv has another checkout installed.
+sys.path.insert(0, ROOT)
 
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_regnetx_400mf_fpn_synthetic.py')
 SEG_CONFIG = osp.join(ROOT, 'configs', 'demo', 'upernet_regnetx_400mf_synthetic.py')

@@ -3,12 +3,11 @@
     python tools/make_synthetic_data.py data/synthetic --num-train 200 --num-val 40 --size 256
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
-if importlib.util.find_spec('regnet_backbone') is None:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# This checkout's library first, even where the shared venv has another checkout installed.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from regnet_backbone.synthetic import make_synthetic_coco  # noqa: E402
 

@@ -4,7 +4,6 @@
         [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -13,8 +12,8 @@ import warnings
 # mmengine imports pkg_resources (setuptools < 82); keep its deprecation notice off the terminal.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-if importlib.util.find_spec('regnet_backbone') is None:  # a checkout that is not pip-installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# This checkout's library first, even where the shared venv has another checkout installed.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
