@@ -94,6 +94,11 @@ def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
         assert str(work / f'{name}_predictions.png') in out
     assert not glob.glob(str(work / '**' / '.*.tmp'), recursive=True)  # no temporary files
 
+    again = run_tool(DEMO, '--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root)
+    assert again.returncode == 0, _explain(again)
+    assert again.stdout.count('holds the final checkpoint: drawing only') == 2, _explain(again)
+    assert 'training 40 iterations' not in again.stdout and 'trained earlier' in again.stdout
+
 
 # --- interruption ---------------------------------------------------------------------------------
 TINY_OVERRIDES = """

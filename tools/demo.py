@@ -149,25 +149,32 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
         raise engine.ToolError(f'--procs {args.procs} does not divide the batch of {batch} '
                                'images; use 1, 2 or 4.')
     options['train_dataloader.batch_size'] = batch // args.procs
-    resume = None
-    if not args.fresh and osp.isfile(osp.join(task_dir, engine.LAST_CHECKPOINT)):
-        resume = 'auto'
-        print(f'[demo] {task_dir} holds a checkpoint: resuming (--fresh starts over)', flush=True)
+    resume, finished = None, False
     iters, every = cfg.train_cfg.max_iters, cfg.train_cfg.val_interval
-    banner(f'{name}: training {iters} iterations from scratch on {spec.num_train} images, '
-           f'{batch} per iteration in {args.procs} process(es) (validation on {spec.num_val} '
-           f'images every {every}); mmengine logs every {cfg.default_hooks.logger.interval}')
+    pointer = osp.join(task_dir, engine.LAST_CHECKPOINT)
+    if not args.fresh and osp.isfile(pointer):
+        with open(pointer) as f:
+            saved = f.read().strip()
+        finished = osp.basename(saved) == f'iter_{iters}.pth' and osp.isfile(saved)
+        resume = 'auto'
+        print(f'[demo] {task_dir} holds ' + ('the final checkpoint: drawing only' if finished
+              else 'a checkpoint: resuming') + ' (--fresh starts over)', flush=True)
     start = time.time()
-    worker_args = (args.procs, _free_port(), config, options, spec.root, task_dir, resume)
-    if args.procs > 1:
-        try:
-            mp.spawn(_train_process, args=worker_args, nprocs=args.procs, join=True)
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
-            raise engine.ToolError('a training process failed: '
-                                   f'{str(e).strip().splitlines()[-1]}') from None
-    else:
-        _train_process(0, *worker_args)
-    train_s = time.time() - start
+    if not finished:
+        banner(f'{name}: training {iters} iterations from scratch on {spec.num_train} images, '
+               f'{batch} per iteration in {args.procs} process(es) (validation on '
+               f'{spec.num_val} images every {every}); mmengine logs every '
+               f'{cfg.default_hooks.logger.interval}')
+        worker_args = (args.procs, _free_port(), config, options, spec.root, task_dir, resume)
+        if args.procs > 1:
+            try:
+                mp.spawn(_train_process, args=worker_args, nprocs=args.procs, join=True)
+            except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
+                raise engine.ToolError('a training process failed: '
+                                       f'{str(e).strip().splitlines()[-1]}') from None
+        else:
+            _train_process(0, *worker_args)
+    train_s = None if finished else time.time() - start
 
     banner(f'{name}: drawing predictions and training curves')
     with open(osp.join(task_dir, engine.LAST_CHECKPOINT)) as f:
@@ -228,8 +235,10 @@ def main(argv=None):
            (' (--quick: a smoke test, the metrics mean nothing)' if args.quick else ''))
     missed = []
     for s in summaries:
-        print(f'{s["name"]}: trained in {s["train_s"] / 60:.1f} min; logs in {s["work_dir"]}, '
-              f'final checkpoint {s["checkpoint"]}')
+        trained = ('trained earlier' if s['train_s'] is None
+                   else f'trained in {s["train_s"] / 60:.1f} min')
+        print(f'{s["name"]}: {trained}; logs in {s["work_dir"]}, final checkpoint '
+              f'{s["checkpoint"]}')
         for key, value in s['metrics'].items():
             target = TARGETS.get(key)
             verdict = '' if target is None else f' (target >= {target})'
