@@ -295,9 +295,9 @@ def test_demo_configs_follow_the_reference_recipe():
     assert roi.bbox_roi_extractor.roi_layer.sampling_ratio == 2
     assert roi.mask_roi_extractor.roi_layer.sampling_ratio == 2
     assert (roi.bbox_head.fc_out_channels, roi.mask_head.num_convs) == (256, 2)
-    # From scratch, the FPN and the RoI heads are normalised (GN), the backbone keeps BN.
+    # From scratch with 2 images per process: GN everywhere (BN's running statistics lagged).
     assert det.model.neck.norm_cfg.type == roi.bbox_head.norm_cfg.type == 'GN'
-    assert roi.mask_head.norm_cfg.type == 'GN' and backbone.norm_cfg.type == 'BN'
+    assert roi.mask_head.norm_cfg.type == backbone.norm_cfg.type == 'GN'
     assert det.model.train_cfg.rcnn.sampler.num == 64
     assert (det.model.train_cfg.rpn_proposal.max_per_img,
             det.model.test_cfg.rpn.max_per_img) == (200, 100)
