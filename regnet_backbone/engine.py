@@ -485,6 +485,15 @@ def train(cfg, config_path: str):
     return runner
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for a single-machine process group's
+    ``MASTER_PORT`` (another process may take it before it is used; fine for local runs)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def finish_distributed() -> None:
     """Wait for every process, then close the process group (a no-op without one).
 

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from regnet_backbone.atomic import replace_bytes
+from regnet_backbone.engine import free_port
 from regnet_backbone.synthetic import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -181,18 +182,11 @@ def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
 
 
 # --- two processes --------------------------------------------------------------------------------
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_dist_train_runs_the_demo_detector_on_cpu(synthetic, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('checks the CPU (gloo) fallback')
     config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters=8, every=8)
-    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(_free_port()))
+    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from regnet_backbone.engine import free_port
 from regnet_backbone.synthetic import CLASSES, make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -296,13 +297,6 @@ def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
             torch.load(evil)
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
     """tools/dist_train.sh with two CPU processes: gloo, SyncBN turned into BN, DDP on CPU."""
     if torch.cuda.is_available():
@@ -310,7 +304,7 @@ def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
     config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
                            'demo/upernet_regnetx_400mf_synthetic.py', synthetic,
                            synthetic.seg_classes)
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -100,8 +100,7 @@ def main(argv=None):
               f"{r['ratio_to_ours_nchw']:.2f}x of ours (NCHW)")
     result = dict(header=header, sgemm_gflops=sgemm, timings=rows, memory=memory)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
+        replace_bytes(args.json, json.dumps(result, indent=2).encode())
     if args.markdown:
         command = ' '.join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         gpu = (f'{torch.cuda.get_device_name()} (this table is CPU-only)'

@@ -9,7 +9,8 @@ two 1-thread processes of 2 images each on a CPU (gloo; a 4-image step takes ~0.
 ~0.6 s for one 2-thread process), validating with mmdet's CocoMetric (bbox and segm) at
 iterations 350, 700, 1050 and 1400; (3) draw predictions on validation images and the training
 curves. About 14 minutes on 2 CPU cores. ``--seg`` also trains the UperNet demo (mIoU, about 16
-more minutes), ``--seg-only`` only that one; ``--quick`` is a tiny run (small images, 40 iterations) that checks the plumbing.
+more minutes), ``--seg-only`` only that one; ``--quick`` is a tiny run (small images, 40
+iterations) that checks the plumbing.
 
 An interrupted demo resumes from its last checkpoint when run again; ``--fresh`` starts over.
 Outputs, under the work dir: ``mask_rcnn/`` (mmengine's logs, config and checkpoints),
@@ -99,13 +100,6 @@ def banner(text: str) -> None:
     print(f'\n{"=" * 100}\n== {text}\n{"=" * 100}', flush=True)
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _load(config: str, options: dict, data_root: str):
     from regnet_backbone import engine
     cfg = engine.load_config(config, options)
@@ -134,6 +128,7 @@ def _train_process(rank: int, procs: int, port: int, config: str, options: dict,
 def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
     """Train one demo config (resuming when possible), then draw; returns the summary."""
     import torch.multiprocessing as mp
+    from mmengine.runner import find_latest_checkpoint
 
     from regnet_backbone import engine
     from regnet_backbone import visualization as vis
@@ -149,14 +144,13 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
         raise engine.ToolError(f'--procs {args.procs} does not divide the batch of {batch} '
                                'images; use 1, 2 or 4.')
     options['train_dataloader.batch_size'] = batch // args.procs
-    resume, finished = None, False
     iters, every = cfg.train_cfg.max_iters, cfg.train_cfg.val_interval
-    pointer = osp.join(task_dir, engine.LAST_CHECKPOINT)
-    if not args.fresh and osp.isfile(pointer):
-        with open(pointer) as f:
-            saved = f.read().strip()
-        finished = osp.basename(saved) == f'iter_{iters}.pth' and osp.isfile(saved)
-        resume = 'auto'
+    saved = (find_latest_checkpoint(task_dir) if not args.fresh and
+             osp.isfile(osp.join(task_dir, engine.LAST_CHECKPOINT)) else None)
+    finished = saved is not None and osp.basename(saved) == f'iter_{iters}.pth' and \
+        osp.isfile(saved)
+    resume = 'auto' if saved else None
+    if saved:
         print(f'[demo] {task_dir} holds ' + ('the final checkpoint: drawing only' if finished
               else 'a checkpoint: resuming') + ' (--fresh starts over)', flush=True)
     start = time.time()
@@ -165,7 +159,8 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
                f'{batch} per iteration in {args.procs} process(es) (validation on '
                f'{spec.num_val} images every {every}); mmengine logs every '
                f'{cfg.default_hooks.logger.interval}')
-        worker_args = (args.procs, _free_port(), config, options, spec.root, task_dir, resume)
+        worker_args = (args.procs, engine.free_port(), config, options, spec.root, task_dir,
+                       resume)
         if args.procs > 1:
             try:
                 mp.spawn(_train_process, args=worker_args, nprocs=args.procs, join=True)
@@ -177,8 +172,7 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
     train_s = None if finished else time.time() - start
 
     banner(f'{name}: drawing predictions and training curves')
-    with open(osp.join(task_dir, engine.LAST_CHECKPOINT)) as f:
-        checkpoint = f.read().strip()
+    checkpoint = find_latest_checkpoint(task_dir)
     model, dataset = engine.load_for_inference(_load(config, options, spec.root), checkpoint)
     detection = engine.codebase_of(cfg) == 'mmdet'
     classes, palette = dataset.metainfo['classes'], dataset.metainfo['palette']
