@@ -2,13 +2,20 @@
 
 Importing this package registers ``RegNetBackbone`` so that ``type='RegNetBackbone'`` builds in
 mmdet, mmseg and mmpretrain configs (add ``custom_imports=dict(imports=['regnet_backbone'])``).
+
+The package is layered; nothing imports from a layer above it:
+
+* :mod:`regnet_backbone.design`: the design-space math (pure Python, no torch).
+* :mod:`regnet_backbone.models`: the torch modules.
+* :mod:`regnet_backbone.checkpoints`: pretrained-checkpoint formats and conversion.
+* :mod:`regnet_backbone.runtime`: OpenMMLab glue (registration, the Runner engine, studies).
+* :mod:`regnet_backbone.demo`: the synthetic data and pictures of ``make demo``.
 """
-from .complexity import complexity
-from .design_space import (AnyNetSpec, RegNetParams, adjust_widths_groups,
-                           design_space_violations, generate_block_widths, in_design_space)
+from .design import (PRESETS, AnyNetSpec, RegNetParams, adjust_widths_groups, complexity,
+                     design_space_violations, find_preset, generate_block_widths, get_preset,
+                     in_design_space, resolve_arch)
 from .models import RegNetBackbone
-from .presets import PRESETS, find_preset, get_preset, resolve_arch
-from .registry import register_modules
+from .runtime.registry import register_modules
 
 __version__ = '0.1.0'
 

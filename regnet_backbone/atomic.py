@@ -3,7 +3,7 @@ complete new one, never a prefix of the new one.
 
 Used for every file this package writes that someone may read back: converted checkpoints
 (:mod:`regnet_backbone.checkpoints.io`), training checkpoints and mmengine's ``last_checkpoint``
-pointer (:mod:`regnet_backbone.engine`), and the demo's pictures.
+pointer (:mod:`regnet_backbone.runtime.engine`), and the demo's pictures.
 """
 import contextlib
 import os

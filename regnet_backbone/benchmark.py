@@ -15,9 +15,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .complexity import complexity
+from .design.complexity import complexity
+from .design.presets import get_preset, resolve_arch
 from .models import RegNetBackbone
-from .presets import get_preset, resolve_arch
 
 
 @dataclass

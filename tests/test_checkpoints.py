@@ -23,7 +23,7 @@ from regnet_backbone.checkpoints import (AmbiguousFormatError, ArchitectureMisma
                                          convert, export_checkpoint, export_state_dict,
                                          load_checkpoint, load_pretrained, read_checkpoint,
                                          sources_table)
-from regnet_backbone.presets import PRESETS
+from regnet_backbone.design.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / 'tools' / 'convert_pretrained.py'

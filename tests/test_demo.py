@@ -25,8 +25,8 @@ import pytest
 import torch
 
 from regnet_backbone.atomic import replace_bytes
-from regnet_backbone.engine import free_port
-from regnet_backbone.synthetic import make_synthetic_coco
+from regnet_backbone.runtime.engine import free_port
+from regnet_backbone.demo.synthetic import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(ROOT, 'tools')
@@ -67,7 +67,7 @@ def synthetic(tmp_path_factory):
 
 # --- the demo, end to end ------------------------------------------------------------------------
 def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
-    from regnet_backbone.visualization import read_scalars
+    from regnet_backbone.demo.visualization import read_scalars
     work = tmp_path / 'demo'
     proc = run_tool(DEMO, '--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root)
     assert proc.returncode == 0, _explain(proc)
@@ -205,7 +205,7 @@ def _failing_fsync(fd):
 def test_failed_checkpoint_write_keeps_previous_file(tmp_path, monkeypatch):
     from mmengine.runner.checkpoint import save_checkpoint
 
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     engine.register_atomic_checkpoints()
     path = str(tmp_path / 'iter_1.pth')
     backend = dict(backend=engine.ATOMIC_BACKEND)
@@ -242,7 +242,7 @@ class _Runner:
 
 
 def test_checkpoint_hook_deletes_old_checkpoints_only_after_a_successful_save(tmp_path):
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     hook = engine.AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=1)
     runner = _Runner(tmp_path)
     hook.out_dir, hook.file_backend = str(tmp_path), engine.AtomicLocalBackend()
@@ -266,7 +266,7 @@ def test_checkpoint_hook_deletes_old_checkpoints_only_after_a_successful_save(tm
 
 
 def test_engine_makes_every_training_config_write_atomically():
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     for config in (DET_DEMO, SEG_DEMO, osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py')):
         cfg = engine.load_config(config)
         engine.configure_training(cfg, config)
@@ -275,7 +275,7 @@ def test_engine_makes_every_training_config_write_atomically():
 
 # --- configs and helpers --------------------------------------------------------------------------
 def test_demo_configs_follow_the_reference_recipe():
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     det = engine.load_config(DET_DEMO)
     backbone = det.model.backbone
     assert (backbone.arch, backbone.frozen_stages, backbone.norm_eval, backbone.init_cfg) == \
@@ -306,7 +306,7 @@ def test_demo_configs_follow_the_reference_recipe():
 
 
 def test_use_data_root_moves_datasets_and_coco_ground_truth(tmp_path):
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     cfg = engine.load_config(DET_DEMO)
     engine.use_data_root(cfg, str(tmp_path))
     for split in ('train', 'val', 'test'):
@@ -316,7 +316,7 @@ def test_use_data_root_moves_datasets_and_coco_ground_truth(tmp_path):
 
 
 def test_read_scalars_stitches_resumed_and_restarted_runs(tmp_path):
-    from regnet_backbone.visualization import last_metrics, read_scalars
+    from regnet_backbone.demo.visualization import last_metrics, read_scalars
 
     def run(stamp, records):
         folder = tmp_path / stamp / 'vis_data'
@@ -338,7 +338,7 @@ def test_read_scalars_stitches_resumed_and_restarted_runs(tmp_path):
 
 
 def test_drawing_marks_instances_and_label_maps(tmp_path):
-    from regnet_backbone import visualization as vis
+    from regnet_backbone.demo import visualization as vis
     image = np.full((64, 64, 3), 100, np.uint8)
     masks = np.zeros((2, 64, 64), bool)
     masks[0, 10:30, 10:30] = True

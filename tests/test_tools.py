@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from regnet_backbone.engine import free_port
-from regnet_backbone.synthetic import CLASSES, make_synthetic_coco
+from regnet_backbone.runtime.engine import free_port
+from regnet_backbone.demo.synthetic import CLASSES, make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN, TEST = osp.join(ROOT, 'tools', 'train.py'), osp.join(ROOT, 'tools', 'test.py')
@@ -273,7 +273,7 @@ def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
 
     import numpy as np
 
-    from regnet_backbone.engine import runner_checkpoint_globals
+    from regnet_backbone.runtime.engine import runner_checkpoint_globals
     _, work_dir, _ = det_run
     checkpoint = work_dir / 'iter_2.pth'
     entries = runner_checkpoint_globals()
@@ -316,12 +316,12 @@ def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
 
 # --- engine options, in process -------------------------------------------------------------------
 def _config(name):
-    from regnet_backbone.engine import load_config
+    from regnet_backbone.runtime.engine import load_config
     return load_config(osp.join(ROOT, 'configs', name))
 
 
 def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     det = _config('mask_rcnn_regnetx_3.2gf_fpn.py')
     assert engine.codebase_of(det) == 'mmdet'
     engine.configure_training(det, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py', resume='auto',
@@ -350,7 +350,7 @@ def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
 
 
 def test_engine_adapts_distributed_configs_to_cpu():
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
     engine.adapt_to_machine(seg, 'none', cuda=False)  # single process: mmengine reverts SyncBN
     assert seg.model.backbone.norm_cfg.type == 'SyncBN'

@@ -101,7 +101,7 @@ def banner(text: str) -> None:
 
 
 def _load(config: str, options: dict, data_root: str):
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     cfg = engine.load_config(config, options)
     engine.use_data_root(cfg, data_root)
     return cfg
@@ -112,7 +112,7 @@ def _train_process(rank: int, procs: int, port: int, config: str, options: dict,
     """One training process: the engine behind tools/train.py, with torchrun's environment."""
     import torch
 
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     if procs > 1:
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(procs),
                           MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
@@ -130,8 +130,8 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
     import torch.multiprocessing as mp
     from mmengine.runner import find_latest_checkpoint
 
-    from regnet_backbone import engine
-    from regnet_backbone import visualization as vis
+    from regnet_backbone.runtime import engine
+    from regnet_backbone.demo import visualization as vis
 
     task_dir = osp.join(work_dir, name)
     options = dict(quick_options() if args.quick else {})
@@ -212,8 +212,8 @@ def main(argv=None):
     work_dir = osp.abspath(args.work_dir or mode['work_dir'])
     data_root = osp.abspath(args.data_root or mode['data_root'])
 
-    from regnet_backbone import engine
-    from regnet_backbone.synthetic import make_synthetic_coco
+    from regnet_backbone.runtime import engine
+    from regnet_backbone.demo.synthetic import make_synthetic_coco
     tasks = [] if args.seg_only else [('mask_rcnn', DET_CONFIG)]
     tasks += [('upernet', SEG_CONFIG)] if args.seg or args.seg_only else []
     try:

@@ -9,7 +9,7 @@ import sys
 # This checkout's library first, even where the shared venv has another checkout installed.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from regnet_backbone.synthetic import make_synthetic_coco  # noqa: E402
+from regnet_backbone.demo.synthetic import make_synthetic_coco  # noqa: E402
 
 
 def parse_args(argv=None):

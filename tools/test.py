@@ -37,7 +37,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from regnet_backbone import engine
+    from regnet_backbone.runtime import engine
     try:
         cfg = engine.load_config(args.config, args.cfg_options)
         engine.configure_testing(cfg, args.config, args.checkpoint, work_dir=args.work_dir,

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ..design_space import AnyNetSpec
-from ..presets import find_preset
+from ..design.presets import find_preset
+from ..design.space import AnyNetSpec
 from .errors import NotRegNetError
 
 _BN_STATS = ('weight', 'bias', 'running_mean', 'running_var')

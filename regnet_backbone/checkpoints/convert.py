@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..presets import PRESETS, get_preset
+from ..design.presets import PRESETS, get_preset
 from .architecture import Architecture, expected_shapes, infer_architecture
 from .errors import (ArchitectureMismatchError, CheckpointError, NotRegNetError,
                      OutputExistsError, UnknownFormatError)

@@ -1,7 +1,7 @@
 """Where each preset's ImageNet weights come from, as a Markdown table for the docs."""
 from typing import List
 
-from ..presets import PRESETS
+from ..design.presets import PRESETS
 
 MMDET_PREFIX = 'open-mmlab://'
 

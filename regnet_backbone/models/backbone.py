@@ -7,8 +7,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..design_space import AnyNetSpec
-from ..presets import resolve_arch
+from ..design.presets import resolve_arch
+from ..design.space import AnyNetSpec
 from .blocks import Stem, XBlock
 
 

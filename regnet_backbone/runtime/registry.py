@@ -7,7 +7,7 @@ with mmdet's own ``RegNet``.
 """
 from mmengine.registry import MODELS
 
-from .models import RegNetBackbone
+from ..models import RegNetBackbone
 
 NAME = 'RegNetBackbone'
 

@@ -7,7 +7,7 @@ This is how pycls computes the numbers of its model zoo, so those numbers are re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .design_space import AnyNetSpec
+from .space import AnyNetSpec
 
 
 @dataclass

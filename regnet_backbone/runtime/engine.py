@@ -27,7 +27,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from .atomic import is_leftover, replace_bytes
+from ..atomic import is_leftover, replace_bytes
 
 CODEBASES = ('mmdet', 'mmseg')
 DEMO_HINT = 'or run `make demo` to train on a generated synthetic dataset instead'

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .atomic import replace_bytes, replace_file
+from ..atomic import replace_bytes, replace_file
 
 Colour = Tuple[int, int, int]
 

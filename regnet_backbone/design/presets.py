@@ -7,7 +7,8 @@ matching ImageNet weights live, for the README and the converters.
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .design_space import AnyNetSpec, RegNetParams, spec_from_dict
+from .regnet import RegNetParams, spec_from_dict
+from .space import AnyNetSpec
 
 PYCLS_URL = 'https://dl.fbaipublicfiles.com/pycls/dds_baselines/{id}/{name}_dds_8gpu.pyth'
 

@@ -2,8 +2,8 @@
 from typing import Dict, List, Sequence, Tuple, Union
 
 from .complexity import complexity
-from .design_space import AnyNetSpec
 from .presets import PRESETS, resolve_arch
+from .space import AnyNetSpec
 
 
 def describe(arch: Union[str, dict, AnyNetSpec], input_size: Tuple[int, int] = (224, 224)) -> Dict:

@@ -1,0 +1,1 @@
+"""What ``make demo`` needs beside the library: synthetic data and pictures of the results."""

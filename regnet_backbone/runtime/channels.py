@@ -1,0 +1,84 @@
+"""Keep the channels a neck or head expects equal to what ``RegNetBackbone`` produces.
+
+A config names the backbone's arch once, but FPN's ``in_channels`` and mmseg heads'
+``in_channels`` repeat its stage widths. Changing the arch (``--cfg-options
+model.backbone.arch=...``, a design-space study) must change those too, or the first forward
+fails with a raw conv shape error. :func:`follow_backbone_channels` derives them.
+"""
+from typing import List, Sequence, Tuple
+
+from ..design.presets import resolve_arch
+
+BACKBONE_TYPE = 'RegNetBackbone'
+
+
+def backbone_out_channels(backbone: dict) -> List[int]:
+    """Channels of each output of a ``RegNetBackbone`` config (its ``out_indices`` order)."""
+    widths = resolve_arch(backbone.get('arch', 'regnetx_3.2gf')).widths
+    indices = backbone.get('out_indices', (0, 1, 2, 3))
+    if isinstance(indices, int):
+        indices = (indices, )
+    n = len(widths)
+    out = []
+    for i in indices:
+        if not isinstance(i, int) or not -n <= i < n:
+            raise ValueError(f'model.backbone.out_indices {tuple(indices)} out of range for an '
+                             f'arch with {n} stages: use indices in [0, {n}).')
+        out.append(widths[i % n])
+    return out
+
+
+def _expected(head: dict, outs: Sequence[int]):
+    """What ``head['in_channels']`` must be, given which backbone outputs it reads."""
+    index = head.get('in_index')
+    if index is None:  # FPN and friends read every output, in order
+        return list(outs)
+    try:
+        if isinstance(index, (list, tuple)):
+            return [outs[i] for i in index]
+        return outs[index]
+    except IndexError:
+        raise ValueError(f'in_index {index} reads a backbone output that does not exist: the '
+                         f'backbone has {len(outs)} outputs (out_indices).') from None
+
+
+def _heads(model: dict) -> List[Tuple[str, dict]]:
+    found = []
+    for key in ('neck', 'decode_head', 'auxiliary_head'):
+        node = model.get(key)
+        if isinstance(node, dict):
+            found.append((f'model.{key}', node))
+        elif isinstance(node, (list, tuple)):
+            found += [(f'model.{key}[{i}]', n) for i, n in enumerate(node) if isinstance(n, dict)]
+    return found
+
+
+def follow_backbone_channels(cfg) -> List[str]:
+    """Set every neck/head ``in_channels`` to the ``RegNetBackbone``'s output channels.
+
+    Only the first consumer of the backbone's outputs is touched: the neck when there is one
+    (FPN), otherwise the heads (mmseg's ``decode_head`` / ``auxiliary_head``, which read the
+    outputs through ``in_index``). Returns one line per change (``'model.neck.in_channels:
+    [96, ...] -> [32, ...]'``) so that callers can log them; nothing when they already agree or
+    the backbone is not a ``RegNetBackbone``.
+    """
+    model = cfg.get('model') if hasattr(cfg, 'get') else None
+    backbone = model.get('backbone') if model else None
+    if not backbone or backbone.get('type') != BACKBONE_TYPE:
+        return []
+    outs = backbone_out_channels(backbone)
+    heads = _heads(model)
+    if any(name.startswith('model.neck') for name, _ in heads):
+        heads = [(name, node) for name, node in heads if name.startswith('model.neck')]
+    changes = []
+    for name, node in heads:
+        if 'in_channels' not in node:
+            continue
+        want = _expected(node, outs)
+        have = node['in_channels']
+        if isinstance(have, tuple):
+            have = list(have)
+        if have != want:
+            node['in_channels'] = want
+            changes.append(f'{name}.in_channels: {have} -> {want}')
+    return changes
