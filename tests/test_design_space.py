@@ -179,22 +179,52 @@ def test_bad_arch_errors(arch, message):
 
 
 def test_design_space_constraints():
-    ok = AnyNetSpec(depths=(1, 2, 4, 3), widths=(32, 64, 128, 256), group_widths=(8, ) * 4)
+    ok = AnyNetSpec(depths=(1, 2, 4, 4), widths=(32, 64, 128, 256), group_widths=(8, ) * 4)
     assert in_design_space(ok, 'E')
-    shrinking = AnyNetSpec(depths=(1, 2, 4, 3), widths=(64, 32, 128, 256), group_widths=(8, ) * 4)
+    shrinking = AnyNetSpec(depths=(1, 2, 4, 4), widths=(64, 32, 128, 256), group_widths=(8, ) * 4)
     assert in_design_space(shrinking, 'C') and not in_design_space(shrinking, 'D')
-    deeper_first = AnyNetSpec(depths=(4, 2, 4, 3), widths=(32, 64, 128, 256),
+    deeper_first = AnyNetSpec(depths=(4, 2, 4, 4), widths=(32, 64, 128, 256),
                               group_widths=(8, ) * 4)
     assert in_design_space(deeper_first, 'D') and not in_design_space(deeper_first, 'E')
     mixed_g = AnyNetSpec(depths=(1, 1), widths=(32, 64), group_widths=(8, 16))
     assert in_design_space(mixed_g, 'B') and not in_design_space(mixed_g, 'C')
+    # The paper's b = 1 and b = 4 (bottleneck_ratios 1 and 0.25): both in A, not shared (B).
     mixed_b = AnyNetSpec(depths=(1, 1), widths=(32, 64), group_widths=(8, 8),
-                         bottleneck_ratios=(1, 2))
+                         bottleneck_ratios=(1, 0.25))
     assert in_design_space(mixed_b, 'A') and not in_design_space(mixed_b, 'B')
     too_deep = AnyNetSpec(depths=(17, ), widths=(32, ), group_widths=(8, ))
     assert design_space_violations(too_deep, 'A') == ['A: stage 0 depth 17 > 16']
     with pytest.raises(ValueError, match='design space must be one of'):
         in_design_space(ok, 'F')
+
+
+@pytest.mark.parametrize('ratio, paper_b, in_a', [
+    # The paper's b = w / w_b is in {1, 2, 4}; this package's bottleneck_ratio is w_b / w.
+    (1.0, 1, True), (0.5, 2, True), (0.25, 4, True),
+    (2.0, 0.5, False),  # an inverted bottleneck (w_b = 2w): the paper's b = 1/2, outside A
+    (4.0, 0.25, False),
+])
+def test_bottleneck_convention_is_the_inverse_of_the_papers_b(ratio, paper_b, in_a):
+    spec = AnyNetSpec(depths=(1, 1, 1, 1), widths=(32, 64, 128, 256), group_widths=(8, ) * 4,
+                      bottleneck_ratios=(ratio, ) * 4)
+    assert spec.bottleneck_widths == tuple(int(w / paper_b) for w in spec.widths)
+    assert in_design_space(spec, 'E') is in_a
+    if not in_a:
+        assert any('bottleneck ratio' in v for v in design_space_violations(spec, 'A'))
+
+
+def test_e_requires_every_stage_to_be_deeper_the_last_included():
+    # Paper section 3.2: AnyNetX_E adds d_{i+1} >= d_i ("the constraints on w_i and d_i each
+    # reduce the design space by 4!"), so a shallower last stage is outside E but inside D.
+    shallow_last = AnyNetSpec(depths=(1, 2, 4, 3), widths=(32, 64, 128, 256),
+                              group_widths=(8, ) * 4)
+    assert in_design_space(shallow_last, 'D') and not in_design_space(shallow_last, 'E')
+    assert [v for v in design_space_violations(shallow_last, 'E')] == [
+        'E: depths (1, 2, 4, 3) decrease']
+    # The published RegNets have a shallow last stage: RegNetX-3.2GF's depths are 2, 6, 15, 2.
+    assert resolve_arch('regnetx_3.2gf').depths == (2, 6, 15, 2)
+    assert any(v.startswith('E:') for v in design_space_violations(
+        resolve_arch('regnetx_3.2gf'), 'E'))
 
 
 def test_regnet_presets_share_b_and_grow_in_width():

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
-from .space import QUANT, AnyNetSpec
+from .space import QUANT, ROUNDINGS, AnyNetSpec
 
 
 def generate_block_widths(w0: float, wa: float, wm: float, depth: int,
@@ -84,7 +84,9 @@ class RegNetParams:
 
     Attributes:
         w0: initial width (> 0, multiple of 8). wa: slope (>= 0). wm: width multiplier (> 1).
-        depth: total blocks. group_width: channels per group. bottleneck_ratio: b.
+        depth: total blocks. group_width: channels per group. bottleneck_ratio: bottleneck
+            width / block width, w_b / w (pycls `BOT_MUL`, mmdet `bot_mul`): the inverse of the
+            paper's b = w / w_b, so the paper's b = 4 is `bottleneck_ratio=0.25`.
         se_ratio: 0 for RegNetX, 0.25 for RegNetY. rounding: 'pycls' or 'torchvision'.
     """
     w0: int

@@ -24,7 +24,9 @@ class AnyNetSpec:
         depths: blocks per stage.
         widths: output channels per stage.
         group_widths: channels per group of each stage's 3x3 conv.
-        bottleneck_ratios: bottleneck width / output width, per stage.
+        bottleneck_ratios: bottleneck width / output width (w_b / w), per stage. This is
+            pycls's ``BOT_MUL`` and mmdet's ``bot_mul``, the *inverse* of the paper's b = w / w_b:
+            the paper's b = 4 is ``bottleneck_ratios`` 0.25 here.
         se_ratio: Squeeze-and-Excitation width as a fraction of the block's input width;
             0 means no SE (RegNetX), 0.25 is RegNetY.
     """
@@ -83,26 +85,50 @@ def validate_anynet(spec: AnyNetSpec) -> None:
 # ------------------------------------------------------------------------------------------------
 # Design spaces A-E (paper section 3): each returns the list of violated constraints.
 # ------------------------------------------------------------------------------------------------
+#: The paper's bottleneck ratio b is w / w_b, in {1, 2, 4} (b = 4: a bottleneck four times
+#: *narrower* than the block). This package's ``bottleneck_ratio(s)`` (pycls ``BOT_MUL``, mmdet
+#: ``bot_mul``) is the inverse, w_b / w, so the paper's set is {1, 0.5, 0.25} here.
+PAPER_BOTTLENECKS = (1, 2, 4)
+BOTTLENECK_RATIOS = tuple(1 / b for b in PAPER_BOTTLENECKS)
+#: Group widths g (channels per group) of AnyNetX: {1, 2, 4, 8, 16, 32}.
+GROUP_WIDTHS = (1, 2, 4, 8, 16, 32)
+MAX_DEPTH = 16
+MAX_WIDTH = 1024
+SPACE_NAMES = ('A', 'B', 'C', 'D', 'E')
+
+
+def paper_bottleneck(bottleneck_ratio: float) -> float:
+    """The paper's b = w / w_b of this package's ``bottleneck_ratio`` = w_b / w."""
+    return 1 / bottleneck_ratio
+
+
 def design_space_violations(spec: AnyNetSpec, space: str) -> List[str]:
     """List the constraints of design space ``space`` ('A'..'E', cumulative) that ``spec`` breaks.
 
-    A: b in {1, 2, 4}, g in {1, 2, 4, ..., 32}, w <= 1024 and a multiple of 8, d <= 16.
-    B: A plus one shared b. C: B plus one shared g. D: C plus non-decreasing widths.
-    E: D plus non-decreasing depths, the last stage excepted.
+    A: the paper's b in {1, 2, 4} (b = w / w_b), which is ``bottleneck_ratios`` (w_b / w) in
+    {1, 0.5, 0.25} here; g in {1, 2, 4, ..., 32}; w <= 1024 and a multiple of 8; d <= 16.
+    B: A plus one shared b. C: B plus one shared g. D: C plus w_{i+1} >= w_i.
+    E: D plus d_{i+1} >= d_i for every stage, the last one included (paper section 3.2: "the
+    constraints on w_i and d_i each reduce the design space by 4!", Table 1: D 1.3e13, E 5.5e11).
+    So the published RegNets, whose last stage is shallow, are inside RegNet but outside E.
+
+    Returns:
+        one message per broken constraint, each starting with the space that adds it ('A: ...').
     """
-    space = space.upper()
-    if space not in 'ABCDE' or len(space) != 1:
+    space = space.upper() if isinstance(space, str) else space
+    if space not in SPACE_NAMES:
         raise ValueError(f"design space must be one of 'A', 'B', 'C', 'D', 'E', got {space!r}.")
     errors = []
-    for i, (d, w, g, b) in enumerate(
+    for i, (d, w, g, r) in enumerate(
             zip(spec.depths, spec.widths, spec.group_widths, spec.bottleneck_ratios)):
-        if b not in (1, 2, 4):
-            errors.append(f'A: stage {i} bottleneck ratio {b} not in {{1, 2, 4}}')
-        if g not in (1, 2, 4, 8, 16, 32):
+        if r not in BOTTLENECK_RATIOS:
+            errors.append(f'A: stage {i} bottleneck ratio w_b/w = {r} not in {{1, 0.5, 0.25}} '
+                          f"(the paper's b = w/w_b = {paper_bottleneck(r):g} not in {{1, 2, 4}})")
+        if g not in GROUP_WIDTHS:
             errors.append(f'A: stage {i} group width {g} not in {{1, 2, 4, ..., 32}}')
-        if w > 1024 or w % QUANT:
+        if w > MAX_WIDTH or w % QUANT:
             errors.append(f'A: stage {i} width {w} not a multiple of 8 up to 1024')
-        if d > 16:
+        if d > MAX_DEPTH:
             errors.append(f'A: stage {i} depth {d} > 16')
     if space >= 'B' and len(set(spec.bottleneck_ratios)) > 1:
         errors.append(f'B: bottleneck ratios {spec.bottleneck_ratios} are not shared')
@@ -110,12 +136,11 @@ def design_space_violations(spec: AnyNetSpec, space: str) -> List[str]:
         errors.append(f'C: group widths {spec.group_widths} are not shared')
     if space >= 'D' and any(a > b for a, b in zip(spec.widths, spec.widths[1:])):
         errors.append(f'D: widths {spec.widths} decrease')
-    inner = spec.depths[:-1]
-    if space >= 'E' and any(a > b for a, b in zip(inner, inner[1:])):
-        errors.append(f'E: depths {spec.depths} decrease before the last stage')
+    if space >= 'E' and any(a > b for a, b in zip(spec.depths, spec.depths[1:])):
+        errors.append(f'E: depths {spec.depths} decrease')
     return errors
 
 
 def in_design_space(spec: AnyNetSpec, space: str) -> bool:
-    """True when ``spec`` satisfies every constraint of design space ``space``."""
+    """True when ``spec`` satisfies every constraint of design space ``space`` ('A'..'E')."""
     return not design_space_violations(spec, space)

@@ -7,12 +7,17 @@ from .space import AnyNetSpec
 
 
 def describe(arch: Union[str, dict, AnyNetSpec], input_size: Tuple[int, int] = (224, 224)) -> Dict:
-    """Stage lists plus flops/params/acts (with the 1000-class head and backbone only)."""
+    """Stage lists plus flops/params/acts (with the 1000-class head and backbone only).
+
+    ``arch`` is a preset name, a dict (RegNet parameters or AnyNet stage lists, as
+    ``RegNetBackbone(arch=...)`` takes) or an ``AnyNetSpec``. The row's ``arch`` is the name, or a
+    copy of the dict, or None for an ``AnyNetSpec``.
+    """
     spec = resolve_arch(arch)
     full = complexity(spec, input_size=input_size, num_classes=1000)
     backbone = complexity(spec, input_size=input_size, num_classes=None)
     return dict(
-        arch=arch if isinstance(arch, str) else None,
+        arch=arch if isinstance(arch, str) else dict(arch) if isinstance(arch, dict) else None,
         input_size=list(input_size),
         depths=list(spec.depths), widths=list(spec.widths), group_widths=list(spec.group_widths),
         bottleneck_ratios=list(spec.bottleneck_ratios), se_ratio=spec.se_ratio,
