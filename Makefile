@@ -4,7 +4,7 @@ SETUP := bash tools/setup_env.sh
 # Extra tools/demo.py flags, e.g. `make demo DEMO_ARGS=--seg` (also trains the UperNet demo).
 DEMO_ARGS ?=
 
-.PHONY: demo test setup
+.PHONY: demo test setup study gpu-check-prepare
 
 demo:
 	@py=$$($(SETUP)) && "$$py" tools/demo.py $(DEMO_ARGS)
@@ -14,3 +14,9 @@ test:
 
 setup:
 	@$(SETUP)
+
+# Downloads the pure-Python wheels the GPU check needs beyond a bare GPU image (mmengine and the
+# dependencies it lacks) into gpu_check/wheels (ignored; < 1 MB). Then, on the GPU machine:
+# `bash tools/gpu_check.sh` with gpu_check/wheels carried along.
+gpu-check-prepare:
+	@py=$$($(SETUP)) && bash tools/prepare_gpu_check.sh "$$py"

@@ -3,9 +3,19 @@
     python tools/benchmark.py --arch regnetx_3.2gf --batch 2 --size 512 512
     python tools/benchmark.py --modes inference train memory --json out.json
     python tools/benchmark.py --markdown docs/benchmarks.md --plot docs/benchmarks.png
+    python tools/benchmark.py --device cuda --json gpu.json --markdown gpu.md
+    python tools/benchmark.py --device cpu --modes matrix --archs regnety_400mf --shapes 2x128x128
+    python tools/benchmark.py --modes families --plot docs/families.png
+
+Modes inference/train/memory/detector are the CPU fp32 report (ratios to mmdet). ``matrix`` runs
+on --device cpu or cuda: ours in every precision/layout mode (fp32, AMP fp16/bf16, channels_last,
+deploy, torch.compile) against torchvision, timm and mmdet (where mmcv.ops imports), inference and
+training step, with images/s, ratios, CUDA peak memory and the fraction of this run's matmul peak.
+``families`` compares RegNetY/X with EfficientNet and ResNet-50 at matched flops.
 
 This is a benchmark, not a test: it asserts nothing. See regnet_backbone/benchmark.py for the
-method (one process, interleaved rounds, warm-up, medians; memory in a fresh process each).
+method (one process, interleaved rounds, warm-up, medians; memory in a fresh process each; CUDA
+events on a GPU). What a device cannot run is reported as skipped, with the reason.
 """
 import argparse
 import json
@@ -14,6 +24,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -51,41 +62,161 @@ def _memory_rows(args):
     return rows
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other error: one ``error:`` line on stderr."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (see --help)\n')
+
+
+LEGACY_MODES = ('inference', 'train', 'memory', 'detector')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = _Parser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cpu', help='cpu (default) or cuda')
     parser.add_argument('--arch', default='regnetx_3.2gf')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
-    parser.add_argument('--modes', nargs='+', default=['inference', 'train', 'memory'],
-                        choices=['inference', 'train', 'memory', 'detector'],
-                        help='detector: Mask R-CNN train/predict steps, our config vs mmdet\'s '
+    parser.add_argument('--modes', nargs='+', default=None,
+                        choices=list(LEGACY_MODES) + ['matrix', 'families'],
+                        help='default: inference train memory on the CPU, matrix on cuda. '
+                        'detector: Mask R-CNN train/predict steps, our config vs mmdet\'s '
                         '(RegNetX-3.2GF configs; --batch/--size apply)')
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--no-rivals', action='store_true', help='time our variants only')
+    parser.add_argument('--onnx', action='store_true',
+                        help='add an onnxruntime CPU row (our deploy-mode backbone exported)')
+    group = parser.add_argument_group('matrix')
+    group.add_argument('--archs', nargs='+', default=list(bench.MATRIX_ARCHS))
+    group.add_argument('--shapes', nargs='+', default=None, metavar='BxHxW',
+                       help='default: 32x224x224 8x800x1344')
+    group.add_argument('--matrix-modes', nargs='+', default=None, metavar='MODE',
+                       help="e.g. fp32 amp_bf16+channels_last amp_bf16+channels_last+compile "
+                       f"(default on cuda: {' '.join(bench.DEFAULT_MODES['cuda'])}; on the CPU: "
+                       f"{' '.join(bench.DEFAULT_MODES['cpu'])})")
+    group.add_argument('--tasks', nargs='+', default=list(bench.TASKS), choices=bench.TASKS)
+    group.add_argument('--rivals', nargs='*', default=list(bench.RIVALS), choices=bench.RIVALS)
+    group.add_argument('--compile-rivals', action='store_true',
+                       help='also torch.compile the rivals (default: ours only, to save time)')
+    group.add_argument('--min-sample-s', type=float, default=None,
+                       help='repeat a step within one timed sample until it lasts this long '
+                       '(default 0.05 s on cuda, one step on the CPU)')
+    group.add_argument('--time-budget', type=float, default=None, metavar='S',
+                       help='skip (and report) the groups that would start after S seconds')
+    group = parser.add_argument_group('families')
+    group.add_argument('--families-batch', type=int, default=None,
+                       help='default 32 on cuda, 8 on the CPU')
+    group.add_argument('--families-res', type=int, default=None,
+                       help="one resolution for every model (default: each model's own)")
+    group.add_argument('--families-models', nargs='+', default=None, metavar='MODEL',
+                       choices=[m.label for m in bench.FAMILY_MODELS],
+                       help='a subset of the models (default: all six, three pairs)')
+    group.add_argument('--families-modes', nargs='+', default=None, metavar='MODE',
+                       help='default fp32 on the CPU; fp32 and amp_bf16+channels_last on cuda')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
     parser.add_argument('--markdown', metavar='PATH', help='write a markdown report')
-    parser.add_argument('--plot', metavar='PATH', help='write a PNG bar chart')
+    parser.add_argument('--plot', metavar='PATH', help='write a PNG: the families picture '
+                        '(speed vs flops) when families ran, else a bar chart of speed vs mmdet')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_child:
         return _memory_child(args)
+    try:
+        device = bench.resolve_device(args.device)
+        modes = args.modes or (['inference', 'train', 'memory'] if device.type == 'cpu'
+                               else ['matrix'])
+        legacy = [m for m in modes if m in LEGACY_MODES]
+        if legacy and device.type != 'cpu':
+            raise bench.BenchmarkError(f'modes {" ".join(legacy)} are the CPU fp32 report; with '
+                                       '--device cuda use --modes matrix families.')
+        shapes = [bench.parse_shape(s) for s in args.shapes] if args.shapes else bench.MATRIX_SHAPES
+        for text in (args.matrix_modes or []) + (args.families_modes or []):
+            bench.Mode.parse(text)
+        result = dict(device=str(device), torch=torch.__version__,
+                      gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None)
+        sections = []
+        if legacy:
+            sections.append(_legacy(args, legacy, result))
+        if 'matrix' in modes:
+            deadline = time.monotonic() + args.time_budget if args.time_budget else None
+            matrix = bench.run_matrix(
+                device, args.archs, shapes, args.matrix_modes, args.tasks,
+                [] if args.no_rivals else args.rivals, args.compile_rivals, args.onnx,
+                args.rounds, args.warmup, args.min_sample_s, deadline, log=print)
+            result['matrix'] = matrix.to_dict()
+            sections.append(f'## Matrix on {_device_text(device, args)}\n\n' +
+                            bench.matrix_markdown(matrix))
+            print(bench.matrix_markdown(matrix))
+        if 'families' in modes:
+            families = _families(args, device)
+            result['families'] = families
+            sections.append(f'## Families on {_device_text(device, args)}, batch '
+                            f"{families['batch']}\n\n" + bench.families_markdown(families))
+            print(bench.families_markdown(families))
+    except bench.BenchmarkError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    if args.json:
+        replace_bytes(args.json, json.dumps(result, indent=2).encode())
+    if args.markdown:
+        command = ' '.join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        gpu = ('none on this machine, so there are no GPU numbers'
+               if not torch.cuda.is_available() else torch.cuda.get_device_name() +
+               (' (these tables are CPU-only)' if device.type == 'cpu' else ''))
+        text = f'# Benchmarks\n\nGenerated by `python tools/benchmark.py {command}`. GPU: {gpu}.'
+        replace_bytes(args.markdown, (text + '\n\n' + '\n\n'.join(sections) + '\n').encode())
+    if args.plot:
+        if 'families' in result:
+            bench.plot_families(result['families'], args.plot,
+                                f"speed vs flops on {_device_text(device, args)}, batch "
+                                f"{result['families']['batch']}")
+        elif result.get('timings'):
+            _plot(result['timings'], args.plot, result['header'])
+    return 0
 
+
+def _device_text(device, args) -> str:
+    if device.type == 'cuda':
+        return f'{torch.cuda.get_device_name(device)}, torch {torch.__version__}'
+    return (f'the CPU ({platform.processor() or platform.machine()}, {args.threads} threads), '
+            f'torch {torch.__version__}')
+
+
+def _families(args, device):
+    batch = args.families_batch or (32 if device.type == 'cuda' else 8)
+    modes = args.families_modes or (['fp32', 'amp_bf16+channels_last'] if device.type == 'cuda'
+                                    else ['fp32'])
+    models = [m for m in bench.FAMILY_MODELS
+              if not args.families_models or m.label in args.families_models]
+    return bench.run_families(device, batch, modes, args.families_res, args.rounds,
+                              args.warmup, args.min_sample_s, models, log=print)
+
+
+def _legacy(args, modes, result) -> str:
+    """The CPU fp32 report against mmdet (inference, train, memory, detector)."""
     size = tuple(args.size)
     sgemm = bench.measure_sgemm_gflops()
     cands = bench.candidates_for(args.arch, rivals=not args.no_rivals)
+    if args.onnx:
+        cands.append(bench.onnxruntime_candidate(args.arch))
     timings = []
-    for mode in args.modes:
+    for mode in modes:
         if mode in ('inference', 'train'):
             timings += bench.time_candidates(cands, mode, args.batch, size, args.rounds,
                                              args.warmup)
-    if 'detector' in args.modes:
+    if 'detector' in modes:
         timings += bench.time_detectors(_detector_builders(), args.batch, size,
                                         rounds=max(1, args.rounds // 2), warmup=args.warmup)
     rows = bench.summarise(timings, args.arch, args.batch, size, sgemm)
-    memory = _memory_rows(args) if 'memory' in args.modes else []
+    memory = _memory_rows(args) if 'memory' in modes else []
 
     header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32 on the CPU, '
               f'{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}; '
@@ -98,23 +229,13 @@ def main(argv=None):
     for r in memory:
         print(f"memory    {r['name']:30s} {r['peak_mb']:8.0f} MiB  "
               f"{r['ratio_to_ours_nchw']:.2f}x of ours (NCHW)")
-    result = dict(header=header, sgemm_gflops=sgemm, timings=rows, memory=memory)
-    if args.json:
-        replace_bytes(args.json, json.dumps(result, indent=2).encode())
-    if args.markdown:
-        command = ' '.join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        gpu = (f'{torch.cuda.get_device_name()} (this table is CPU-only)'
-               if torch.cuda.is_available() else 'none on this machine, so there are no GPU numbers')
-        text = (f'# Benchmarks\n\nGenerated by `python tools/benchmark.py {command}`. GPU: {gpu}.'
-                '\n\n' + bench.markdown(rows, f'Measured: {header}.'))
-        if memory:
-            text += ('\n\n| training-step peak memory | MiB | vs ours (NCHW) |\n|---|---|---|\n' +
-                     '\n'.join(f"| {r['name']} | {r['peak_mb']:.0f} | {r['ratio_to_ours_nchw']:.2f}x |"
-                               for r in memory))
-        text += '\n\n' + bench.targets_markdown(rows, memory)
-        replace_bytes(args.markdown, (text + '\n').encode())
-    if args.plot:
-        _plot(rows, args.plot, header)
+    result.update(header=header, sgemm_gflops=sgemm, timings=rows, memory=memory)
+    text = bench.markdown(rows, f'Measured: {header}.')
+    if memory:
+        text += ('\n\n| training-step peak memory | MiB | vs ours (NCHW) |\n|---|---|---|\n' +
+                 '\n'.join(f"| {r['name']} | {r['peak_mb']:.0f} | {r['ratio_to_ours_nchw']:.2f}x |"
+                            for r in memory))
+    return text + '\n\n' + bench.targets_markdown(rows, memory)
 
 
 def _detector_builders():
@@ -145,4 +266,4 @@ def _plot(rows, path, header):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
