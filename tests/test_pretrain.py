@@ -1,0 +1,171 @@
+"""ImageNet pretraining with mmpretrain: the classification configs, the registry, the synthetic
+classification set, tools/train.py on mmpretrain configs, and the classifier -> backbone
+checkpoint round trip into a detector."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from regnet_backbone.demo.classification import CLASSES, make_synthetic_classification
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+CONVERT = osp.join(ROOT, 'tools', 'convert_pretrained.py')
+CLS_CONFIGS = ['regnetx_400mf_8xb128_in1k.py', 'regnetx_3.2gf_8xb64_in1k.py',
+               'regnety_1.6gf_8xb128_in1k.py', 'regnetx_400mf_1xb128-10e_in1k.py',
+               'demo/regnetx_200mf_synthetic_cls.py']
+
+
+def _load(name, **options):
+    from regnet_backbone.runtime.engine import load_config
+    return load_config(osp.join(ROOT, 'configs', name), options or None)
+
+
+def run_tool(*args, timeout=600):
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _explain(proc):
+    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}'
+
+
+# --- registry ------------------------------------------------------------------------------------
+def test_mmpretrain_registry_builds_ours_and_keeps_its_regnet():
+    import regnet_backbone  # noqa: F401
+    from mmpretrain.models.backbones import RegNet as MmpretrainRegNet
+    from mmpretrain.registry import MODELS
+
+    from regnet_backbone import RegNetBackbone
+    model = MODELS.build(dict(type='RegNetBackbone', arch='regnetx_400mf', out_indices=(3, )))
+    assert type(model) is RegNetBackbone
+    assert MODELS.get('RegNet') is MmpretrainRegNet
+    theirs = MODELS.build(dict(type='RegNet', arch='regnetx_400mf'))
+    assert type(theirs) is MmpretrainRegNet
+
+
+def test_import_does_not_import_the_codebases():
+    code = ('import sys, regnet_backbone; '
+            'print(sorted(m for m in ("mmdet", "mmseg", "mmpretrain") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]'
+
+
+# --- configs -------------------------------------------------------------------------------------
+def test_recipe_follows_pycls():
+    cfg = _load('regnetx_400mf_8xb128_in1k.py')
+    opt = cfg.optim_wrapper.optimizer
+    # pycls dds_baselines: SGD 0.9 (Nesterov), wd 5e-5, lr 0.8 for 1024 images, 100 epochs,
+    # 5 warm-up epochs, cosine; 224 crops, 256 resize + 224 centre crop for testing.
+    assert (opt.type, opt.momentum, opt.nesterov, opt.weight_decay) == ('SGD', 0.9, True, 5e-5)
+    total = cfg.train_dataloader.batch_size * 8
+    assert opt.lr / total == pytest.approx(0.8 / 1024)
+    assert cfg.train_cfg.max_epochs == 100
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.type, cosine.begin, cosine.end) == \
+        ('LinearLR', 5, 'CosineAnnealingLR', 5, 100)
+    assert [t['type'] for t in cfg.train_pipeline][1] == 'RandomResizedCrop'
+    assert cfg.train_pipeline[1]['scale'] == 224
+    resize, crop = cfg.test_pipeline[1], cfg.test_pipeline[2]
+    assert (resize['scale'], crop['crop_size']) == (256, 224)
+    pre = cfg.model.data_preprocessor
+    assert pre.to_rgb and pre.mean == [123.675, 116.28, 103.53]
+    big = _load('regnetx_3.2gf_8xb64_in1k.py')
+    assert big.optim_wrapper.optimizer.lr / (big.train_dataloader.batch_size * 8) == \
+        pytest.approx(0.8 / 1024)
+    short = _load('regnetx_400mf_1xb128-10e_in1k.py')
+    # The paper's design-space protocol: 10 epochs, batch 128, lr 0.05, cosine.
+    assert (short.train_cfg.max_epochs, short.train_dataloader.batch_size,
+            short.optim_wrapper.optimizer.lr) == (10, 128, 0.05)
+    assert [s['type'] for s in short.param_scheduler] == ['CosineAnnealingLR']
+
+
+@pytest.mark.parametrize('name', CLS_CONFIGS)
+def test_classification_config_builds_and_steps(name):
+    import regnet_backbone  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+
+    from regnet_backbone import RegNetBackbone
+    cfg = _load(name)
+    assert cfg.default_scope == 'mmpretrain'
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    assert isinstance(model.backbone, RegNetBackbone)
+    assert model.backbone.out_channels[-1] == cfg.model.head.in_channels
+    num_classes = cfg.model.head.num_classes
+    size = 64
+    data = dict(inputs=[torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+                        for _ in range(2)],
+                data_samples=[DataSample().set_gt_label(i % num_classes) for i in range(2)])
+    model.train()
+    batch = model.data_preprocessor(data, True)
+    losses = model(**batch, mode='loss')
+    assert torch.isfinite(losses['loss'])
+    losses['loss'].backward()
+    model.eval()
+    with torch.no_grad():
+        preds = model.test_step(data)
+    assert len(preds) == 2
+    scores = preds[0].pred_score
+    assert scores.shape == (num_classes, ) and torch.isfinite(scores).all()
+    assert float(scores.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+# --- the synthetic classification set -----------------------------------------------------------
+def test_synthetic_classification_images_show_their_class(monkeypatch):
+    # On a flat black background with white shapes, the class must be readable off the pixels:
+    # as many connected blobs as the class says (shapes never touch), of the class's shape.
+    from regnet_backbone.demo import classification as gen
+    monkeypatch.setattr(gen, '_background', lambda rng, size: np.zeros((size, size, 3)))
+    monkeypatch.setattr(gen, '_shape_colour', lambda rng, image: np.full(3, 255.0))
+    seen = set()
+    for index in range(60):
+        image, label = gen.render_image(3, 'train', index, 64)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        seen.add(label)
+        name = CLASSES[label]
+        count, blobs = cv2.connectedComponents((image[..., 0] > 127).astype(np.uint8))
+        assert count - 1 == int(name[0]), (index, name)
+        for k in range(1, count):
+            contour = cv2.findContours((blobs == k).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)[0][0]
+            area = cv2.contourArea(contour)
+            hull = cv2.convexHull(contour)
+            (_, _), radius = cv2.minEnclosingCircle(contour)
+            fill_circle = area / (np.pi * radius**2)
+            corners = len(cv2.approxPolyDP(hull, 0.06 * cv2.arcLength(hull, True), True))
+            if name.endswith(('circle', 'circles')):
+                assert fill_circle > 0.75, (index, name, fill_circle)
+            elif name.endswith(('triangle', 'triangles')):
+                assert corners == 3, (index, name, corners)
+            else:
+                assert corners == 4, (index, name, corners)
+    assert seen == set(range(len(CLASSES)))
+    assert CLASSES == ('1_circle', '2_circles', '1_rectangle', '2_rectangles', '1_triangle',
+                       '2_triangles')
+
+
+def test_synthetic_classification_is_deterministic_and_guarded(tmp_path):
+    a = make_synthetic_classification(str(tmp_path / 'a'), num_train=12, num_val=6, size=48)
+    b = make_synthetic_classification(str(tmp_path / 'b'), num_train=12, num_val=6, size=48)
+    files_a = sorted(osp.relpath(p, a) for p in glob.glob(osp.join(a, '*', '*', '*.png')))
+    files_b = sorted(osp.relpath(p, b) for p in glob.glob(osp.join(b, '*', '*', '*.png')))
+    assert files_a == files_b and len(files_a) == 18
+    for rel in files_a:
+        assert open(osp.join(a, rel), 'rb').read() == open(osp.join(b, rel), 'rb').read()
+    foreign = tmp_path / 'mine'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('keep me')
+    with pytest.raises(FileExistsError, match='not a synthetic classification set'):
+        make_synthetic_classification(str(foreign), num_train=2, num_val=2, size=32)
+    assert (foreign / 'notes.txt').read_text() == 'keep me'
