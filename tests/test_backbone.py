@@ -67,7 +67,8 @@ def test_block_structure_follows_paper():
 
 
 def test_frozen_stages_stay_frozen_after_train():
-    model = RegNetBackbone('regnetx_200mf', frozen_stages=2)
+    # norm_eval=False: the unfrozen stages' BN must train (mmdet's default freezes every BN)
+    model = RegNetBackbone('regnetx_200mf', frozen_stages=2, norm_eval=False)
     model.train()
     for module in (model.stem, model.layer1, model.layer2):
         assert all(not p.requires_grad for p in module.parameters())

@@ -47,7 +47,8 @@ def test_generator_is_deterministic_and_idempotent(tmp_path):
     b = make_synthetic_coco(tmp_path / 'b', num_train=3, num_val=2, size=64, seed=7)
     files = _files(a.root)
     assert files == _files(b.root)
-    assert len(files) == 2 * (3 + 2) + 3  # images, label maps, two jsons and the manifest
+    # images, label maps, two jsons, the manifest and the marker
+    assert len(files) == 2 * (3 + 2) + 4
     _, mismatch, errors = filecmp.cmpfiles(a.root, b.root, files, shallow=False)
     assert not mismatch and not errors
 
@@ -360,3 +361,135 @@ def test_engine_adapts_distributed_configs_to_cpu():
     assert seg.env_cfg.dist_cfg.backend == 'gloo'
     assert 'SyncBN' not in str(seg.model) and seg.model.decode_head.norm_cfg.type == 'BN'
     assert seg.model_wrapper_cfg.device_ids is None
+
+
+# --- issue 13: strict loading, one-line errors, the work dir lock, Ctrl-C, end to end -------------
+def _one_error_line(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, _explain(proc)
+    assert len(lines) == 1 and lines[0].startswith('error: '), _explain(proc)
+    return lines[0]
+
+
+def test_test_tool_refuses_a_checkpoint_that_does_not_fit(det_run, tmp_path):
+    """A bare backbone file used to evaluate a random detector (bbox_mAP 0.0, exit 0)."""
+    from regnet_backbone import RegNetBackbone
+    config, _, _ = det_run
+    bare = tmp_path / 'backbone.pth'
+    torch.save(RegNetBackbone('regnetx_400mf').state_dict(), bare)
+    proc = run_tool(TEST, config, bare, '--work-dir', tmp_path / 'test')
+    line = _one_error_line(proc)
+    assert 'does not fit the model' in line and 'missing' in line and 'unexpected' in line
+    assert 'bare RegNet backbone' in line and 'regnetx_400mf' in line
+    assert 'bbox_mAP' not in proc.stdout
+
+
+def test_resume_refuses_another_models_checkpoint(det_run, tmp_path):
+    config, work_dir, _ = det_run
+    state = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
+    weights = state['state_dict']
+    for key in [k for k in weights if k.startswith('neck.')]:
+        del weights[key]  # another model: no FPN, a 5-class box head
+    weights['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(6, 64)
+    other = tmp_path / 'other_model.pth'
+    torch.save(state, other)
+    resumed = tmp_path / 'resumed'
+    proc = run_tool(TRAIN, config, '--work-dir', resumed, '--resume', other,
+                    '--cfg-options', 'train_cfg.max_iters=3')
+    line = _one_error_line(proc)
+    assert 'does not fit the model' in line and 'missing (neck.' in line
+    assert '1 of the wrong shape (roi_head.bbox_head.fc_cls.weight [6, 64] != [4, 64])' in line
+    assert not list(resumed.glob('*.pth'))
+    bare = tmp_path / 'weights_only.pth'
+    torch.save(weights, bare)
+    line = _one_error_line(run_tool(TRAIN, config, '--work-dir', resumed, '--resume', bare))
+    assert 'not a training checkpoint' in line and 'load_from=' in line
+
+
+def test_one_line_for_misspelled_arch_and_missing_pretrained(det_run, tmp_path):
+    config, _, _ = det_run
+    line = _one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'a', '--cfg-options',
+                                    'model.backbone.arch=regnetx_3.2gg'))
+    assert "unknown RegNet arch 'regnetx_3.2gg'" in line
+    pretrained = tmp_path / 'pretrained.py'
+    pretrained.write_text(f'_base_ = {str(config)!r}\nmodel = dict(backbone=dict(init_cfg=dict('
+                          f"_delete_=True, type='Pretrained', "
+                          f"checkpoint='checkpoints/regnetx_400mf_rgb.pth')))\n")
+    line = _one_error_line(run_tool(TRAIN, pretrained, '--work-dir', tmp_path / 'b', cwd=tmp_path))
+    assert 'checkpoints/regnetx_400mf_rgb.pth' in line and 'not found' in line
+    assert 'tools/convert_pretrained.py' in line and 'docs/pretrained.md' in line
+    assert not (tmp_path / 'b').exists()
+
+
+def test_second_run_into_a_locked_work_dir_is_refused(det_run, tmp_path):
+    from regnet_backbone.runtime.engine import WorkDirLock
+    config, _, _ = det_run
+    with WorkDirLock(str(tmp_path / 'work'), 'first run'):
+        line = _one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'work'))
+    assert f'PID {os.getpid()}' in line and 'in use by another training run' in line
+    assert os.listdir(tmp_path / 'work') == []  # the first run's lock is gone, nothing else
+
+
+def test_arch_override_trains_and_takes_over_a_stale_lock(det_run, tmp_path):
+    """`model.backbone.arch=X` on a config whose FPN expects another arch trains: in_channels
+    follow the backbone. The work dir holds the lock file of a killed run, which is taken over."""
+    config, _, _ = det_run
+    work = tmp_path / 'work'
+    work.mkdir()
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    (work / 'train.lock').write_text(f'{{"pid": {dead.pid}, "host": "h"}}\n')
+    proc = run_tool(TRAIN, config, '--work-dir', work, '--cfg-options',
+                    'model.backbone.arch=regnetx_200mf', 'train_cfg.max_iters=1',
+                    'default_hooks.checkpoint.interval=1')
+    assert proc.returncode == 0, _explain(proc)
+    log = proc.stdout + proc.stderr
+    assert 'model.neck.in_channels: [32, 64, 160, 384] -> [24, 56, 152, 368]' in log
+    assert f'took over the stale lock {work / "train.lock"} of PID {dead.pid}' in log
+    assert (work / 'iter_1.pth').is_file() and not (work / 'train.lock').exists()
+
+
+def test_ctrl_c_ends_training_with_one_line_naming_the_checkpoint(det_run, tmp_path):
+    import signal
+    import time
+    config, _, _ = det_run
+    work = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    env.pop('REGNET_DEBUG', None)
+    with open(tmp_path / 'out.txt', 'w') as out_file, open(tmp_path / 'err.txt', 'w') as err_file:
+        proc = subprocess.Popen(  # files, not pipes: a full pipe would stall the training
+            [sys.executable, TRAIN, str(config), '--work-dir', str(work), '--cfg-options',
+             'train_cfg.max_iters=500', 'train_cfg.val_interval=1000',
+             'default_hooks.checkpoint.interval=1'],
+            cwd=ROOT, env=env, stdout=out_file, stderr=err_file)
+        deadline = time.time() + 240
+        while not (work / 'last_checkpoint').is_file() and time.time() < deadline and \
+                proc.poll() is None:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    out, err = (tmp_path / 'out.txt').read_text(), (tmp_path / 'err.txt').read_text()
+    assert proc.returncode == 130, f'{proc.returncode}\n{out[-3000:]}\n{err[-3000:]}'
+    assert 'Traceback' not in err + out
+    lines = [line for line in err.splitlines() if line.strip()]
+    last = (work / 'last_checkpoint').read_text()
+    assert lines[-1] == (f'interrupted; the last complete checkpoint is {last}. Resume with: '
+                         f'python tools/train.py {config} --work-dir {work} --resume')
+    assert len(lines) == 1, err
+    assert torch.load(last, map_location='cpu', weights_only=False)['meta']['iter'] >= 1
+
+
+def test_runner_checkpoint_converts_to_a_backbone_checkpoint(det_run, tmp_path):
+    """A Mask R-CNN trained with the backbone converts with the resume allow-list (it used to be
+    called an unsafe pickle because of mmengine's HistoryBuffer)."""
+    from regnet_backbone import RegNetBackbone
+    from regnet_backbone.checkpoints import convert_file
+    _, work_dir, _ = det_run
+    out = tmp_path / 'checkpoints' / 'backbone.pth'  # the folder does not exist yet
+    report = convert_file(str(work_dir / 'iter_2.pth'), str(out))
+    assert report.arch == 'regnetx_400mf' and report.source_format == 'regnet_backbone'
+    model = RegNetBackbone('regnetx_400mf', init_cfg=dict(type='Pretrained', checkpoint=str(out)))
+    model.init_weights()
+    runner = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, runner['state_dict'][f'backbone.{key}']), key

@@ -4,9 +4,16 @@
     python tools/convert_pretrained.py regnet_x_400mf.pth out.pth --src torchvision --arch regnetx_400mf_tv
     python tools/convert_pretrained.py ours.pth theirs.pth --to timm      # export the other way
 
+    python tools/convert_pretrained.py work_dirs/mask_rcnn/iter_90000.pth backbone.pth  # Runner
+
 The output (``{'state_dict', 'meta'}``) expects RGB input normalised with the ImageNet mean/std on
 the 0-255 scale, whatever the source's channel order was. Load it with
 ``init_cfg=dict(type='Pretrained', checkpoint=OUTPUT)``.
+
+The output folder is created when missing. With ``--force`` an existing OUTPUT is replaced
+atomically; a symlink is written through to its target, and a folder, FIFO or device is
+refused. Errors are one ``error:`` line (``--debug`` or ``REGNET_DEBUG=1`` for the traceback);
+tensors holding NaN or Inf are reported on a ``warning:`` line.
 """
 import argparse
 import os
@@ -15,7 +22,8 @@ import sys
 # This checkout's library first, even where the shared venv has another checkout installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from regnet_backbone.checkpoints import LAYOUTS, OURS, SOURCE_FORMATS, CheckpointError, convert_file
+from regnet_backbone.checkpoints import LAYOUTS, OURS, SOURCE_FORMATS, convert_file  # noqa: E402
+from regnet_backbone.runtime import cli  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,18 +43,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--arch', help='preset the checkpoint must be, e.g. regnetx_3.2gf')
     parser.add_argument('--to', default=OURS, choices=tuple(LAYOUTS),
                         help=f'layout to write (default: {OURS}; others export back)')
-    parser.add_argument('--force', action='store_true', help='overwrite OUTPUT if it exists')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite OUTPUT if it exists (a symlink is written through)')
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        report = convert_file(args.input, args.output, src=args.src, arch=args.arch,
-                              force=args.force, to=args.to)
-    except CheckpointError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    return cli.run(lambda: convert(args), debug=args.debug,
+                   on_interrupt=lambda: 'interrupted; nothing was written.')
+
+
+def convert(args) -> int:
+    report = convert_file(args.input, args.output, src=args.src, arch=args.arch,
+                          force=args.force, to=args.to)
+    if report.nonfinite:
+        names = ', '.join(report.nonfinite[:3]) + (' ...' if len(report.nonfinite) > 3 else '')
+        print(f'warning: {len(report.nonfinite)} tensors hold NaN or Inf ({names}); the source '
+              f'training may have diverged. Written anyway.', file=sys.stderr)
     arch = report.arch or f'custom ({report.architecture.describe()})'
     dropped = ', '.join(report.dropped[:4]) + (' ...' if len(report.dropped) > 4 else '')
     print(f'format: {report.source_format} -> {report.target_format}')

@@ -86,6 +86,9 @@ def parse_args(argv=None):
                         help='train from scratch even when the work dir holds a checkpoint')
     parser.add_argument('--num-images', type=int, default=8,
                         help='validation images to draw (default 8)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks instead of one-line errors (also: '
+                        'REGNET_DEBUG=1)')
     parser.add_argument('--procs', type=int, default=None,
                         help='training processes sharing the batch of 4 images (default: 2 on a '
                         'CPU, where two 1-thread processes beat one 2-thread process; 1 with CUDA)')
@@ -205,6 +208,18 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
                 metrics={k: v * scale for k, v in metrics.items()})
 
 
+def _interrupted(work_dir: str, tasks, argv) -> str:
+    from regnet_backbone.runtime import engine
+    saved = [(name, engine.last_complete_checkpoint(osp.join(work_dir, name)))
+             for name, _ in tasks]
+    saved = [f'{name}: {path}' for name, path in saved if path]
+    again = ' '.join(['python tools/demo.py'] + list(argv if argv is not None else sys.argv[1:]))
+    if not saved:
+        return f'interrupted before the first checkpoint; `{again}` starts over.'
+    return (f'interrupted; last complete checkpoint(s): {"; ".join(saved)}. `{again}` resumes '
+            f'from there (--fresh starts over).')
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
@@ -212,18 +227,28 @@ def main(argv=None):
     work_dir = osp.abspath(args.work_dir or mode['work_dir'])
     data_root = osp.abspath(args.data_root or mode['data_root'])
 
-    from regnet_backbone.runtime import engine
+    from regnet_backbone.runtime import cli, engine
     from regnet_backbone.demo.synthetic import make_synthetic_coco
     tasks = [] if args.seg_only else [('mask_rcnn', DET_CONFIG)]
     tasks += [('upernet', SEG_CONFIG)] if args.seg or args.seg_only else []
-    try:
+
+    def body():
         banner(f'data: synthetic shapes in {data_root} ({mode["data"]["num_train"]} train / '
                f'{mode["data"]["num_val"]} val images, {mode["data"]["size"]}x'
                f'{mode["data"]["size"]}; kept when already complete)')
         spec = make_synthetic_coco(data_root, seed=0, **mode['data'])
-        summaries = [run_task(name, config, spec, work_dir, args) for name, config in tasks]
-    except (engine.ToolError, ValueError, OSError, RuntimeError) as e:
-        sys.exit(f'error: {e}')
+        try:
+            return [run_task(name, config, spec, work_dir, args) for name, config in tasks]
+        except (ValueError, OSError, RuntimeError) as e:
+            if cli.debug_enabled(args.debug) or isinstance(e, engine.ToolError):
+                raise
+            raise engine.ToolError(cli.one_line(e)) from e
+
+    summaries = []
+    status = cli.run(lambda: summaries.extend(body()), debug=args.debug,
+                     on_interrupt=lambda: _interrupted(work_dir, tasks, argv))
+    if status:
+        sys.exit(status)
 
     banner(f'done in {(time.time() - start) / 60:.1f} min' +
            (' (--quick: a smoke test, the metrics mean nothing)' if args.quick else ''))

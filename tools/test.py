@@ -1,7 +1,12 @@
 """Evaluate a checkpoint on an mmdet or mmseg config's test set (picked by ``default_scope``).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR]
-        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}] [--debug]
+
+A checkpoint that does not fit the config's model is refused (one ``error:`` line saying how
+many tensors are missing, unexpected or misshapen, and what the file holds);
+``--cfg-options partial_load=True`` loads only what fits, on purpose. ``--debug`` (or
+``REGNET_DEBUG=1``) shows tracebacks.
 """
 import argparse
 import os
@@ -30,22 +35,27 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks instead of one-line errors (also: '
+                        'REGNET_DEBUG=1)')
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
-    from regnet_backbone.runtime import engine
-    try:
+    from regnet_backbone.runtime import cli, engine
+
+    def body():
         cfg = engine.load_config(args.config, args.cfg_options)
         engine.configure_testing(cfg, args.config, args.checkpoint, work_dir=args.work_dir,
                                  out=args.out, launcher=args.launcher)
         engine.test(cfg, args.config)
-    except engine.ToolError as e:
-        sys.exit(f'error: {e}')
+
+    return cli.run(body, debug=args.debug, on_interrupt=lambda: 'interrupted; nothing to '
+                   'resume for a test: run it again.')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -2,7 +2,13 @@
 
     python tools/train.py configs/mask_rcnn_regnetx_3.2gf_fpn.py [--work-dir DIR] [--amp]
         [--resume [CHECKPOINT]] [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--launcher {none,pytorch,slurm,mpi}] [--debug]
+
+A mistake you can fix (missing data or pretrained weights, a misspelled arch, a checkpoint that
+does not fit the model, a work dir in use) ends with one ``error:`` line; ``--debug`` (or
+``REGNET_DEBUG=1``) shows the traceback. Ctrl-C ends with one line naming the last complete
+checkpoint and the command that resumes from it. The neck's / heads' ``in_channels`` follow
+``model.backbone.arch`` (each change is logged).
 """
 import argparse
 import os
@@ -32,28 +38,41 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. model.backbone.arch=regnetx_400mf '
-        'train_dataloader.batch_size=4; lists as key="[a,b]"')
+        'model.backbone.init_cfg.checkpoint=checkpoints/regnetx_400mf_rgb.pth (in_channels '
+        'follow the arch) or train_dataloader.batch_size=4; lists as key="[a,b]"; '
+        'partial_load=True loads a checkpoint that fits the model only partly, on purpose')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks instead of one-line errors (also: '
+                        'REGNET_DEBUG=1)')
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
-    from regnet_backbone.runtime import engine
-    try:
+    from regnet_backbone.runtime import cli, engine
+    state = {}
+
+    def body():
         cfg = engine.load_config(args.config, args.cfg_options)
         engine.configure_training(cfg, args.config, work_dir=args.work_dir, amp=args.amp,
                                   resume=args.resume, auto_scale_lr=args.auto_scale_lr,
                                   launcher=args.launcher)
+        state['cfg'] = cfg
         engine.train(cfg, args.config)
-    except engine.ToolError as e:
-        sys.exit(f'error: {e}')
+
+    def interrupted():
+        if 'cfg' not in state:
+            return 'interrupted.'
+        return engine.interrupted_message(state['cfg'], args.config)
+
+    return cli.run(body, debug=args.debug, on_interrupt=interrupted)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -16,12 +16,13 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..atomic import NotARegularFileError, resolve_output
 from ..design.presets import PRESETS, get_preset
 from .architecture import Architecture, expected_shapes, infer_architecture
 from .errors import (ArchitectureMismatchError, CheckpointError, NotRegNetError,
                      OutputExistsError, UnknownFormatError)
 from .formats import OURS, KeyLayout, detect_layout, get_layout, unmatched_keys
-from .io import file_sha256, read_checkpoint, write_atomic
+from .io import file_sha256, nonfinite_tensors, read_checkpoint, write_atomic
 
 #: What converted checkpoints expect: RGB, 0-255, these per-channel statistics.
 RGB_MEAN = (123.675, 116.28, 103.53)
@@ -52,6 +53,7 @@ class ConvertedCheckpoint:
     dropped: List[str] = field(default_factory=list)
     filled: List[str] = field(default_factory=list)
     source_meta: dict = field(default_factory=dict)
+    partial: Optional['PartialLoad'] = None
 
     @property
     def arch(self) -> Optional[str]:
@@ -197,9 +199,38 @@ def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpo
                                source_meta=meta)
 
 
-def load_checkpoint(path: str, src: str = 'auto', check: bool = True) -> ConvertedCheckpoint:
-    """Read ``path`` safely and convert it to our layout in memory (see ``convert``)."""
-    return convert(read_checkpoint(path), src=src, check=check)
+def select_prefix(obj: Any, prefix: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint whose names start with ``prefix``, prefix removed.
+
+    The semantics of mmengine's ``init_cfg=dict(type='Pretrained', prefix='backbone.')``, used
+    to take a backbone out of a detector's or classifier's checkpoint.
+    """
+    if isinstance(obj, Mapping) and not _is_state_dict(obj):
+        for key in _WRAPPERS:
+            if _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+    if not _is_state_dict(obj):
+        raise UnknownFormatError('found no state dict in the checkpoint; pass a model '
+                                 'checkpoint.')
+    keys = [k[len('module.'):] if k.startswith('module.') else k for k in obj]
+    picked = {k[len(prefix):]: v for k, v in zip(keys, obj.values()) if k.startswith(prefix)}
+    if not picked:
+        raise UnknownFormatError(f'no tensor name starts with prefix {prefix!r} (e.g. '
+                                 f'{", ".join(keys[:3])}); fix the prefix in init_cfg.')
+    return picked
+
+
+def load_checkpoint(path: str, src: str = 'auto', check: bool = True,
+                    prefix: Optional[str] = None) -> ConvertedCheckpoint:
+    """Read ``path`` safely and convert it to our layout in memory (see ``convert``).
+
+    ``prefix``: keep only the tensors under this name prefix first (``'backbone.'``).
+    """
+    obj = read_checkpoint(path)
+    if prefix:
+        obj = select_prefix(obj, prefix)
+    return convert(obj, src=src, check=check)
 
 
 def checkpoint_meta(converted: ConvertedCheckpoint, arch: Optional[str] = None,
@@ -246,6 +277,7 @@ class ConversionReport:
     num_tensors: int
     dropped: List[str]
     filled: List[str]
+    nonfinite: List[str] = field(default_factory=list)
 
 
 def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str) -> Dict[str, torch.Tensor]:
@@ -290,38 +322,74 @@ def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Opt
     ``{'state_dict': ..., 'meta': {'source_format', 'source_sha256', 'arch', 'spec',
     'channel_order': 'RGB', 'mean', 'std', ...}}``; other ``to`` values export to that layout.
     ``arch`` (a preset name) must describe the checkpoint. Nothing is written on any error.
+    Runner checkpoints (an mmdet / mmseg / mmpretrain model trained with this backbone, or with
+    mmdet's ``RegNet``) are read with the same allow-list as ``--resume`` and give their
+    backbone. ``report.nonfinite`` names tensors holding NaN or Inf (written anyway).
+    The output path follows :mod:`regnet_backbone.atomic`'s policy: a symlink is written
+    through, a folder, FIFO or device is refused; a missing output folder is created.
     """
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
-    if os.path.exists(output_path) and not force:
+    if os.path.lexists(output_path) and not force:
         # Fail before the (possibly long) read; write_atomic checks again.
         raise OutputExistsError(f'{output_path} already exists; pass --force (force=True) to '
                                 f'overwrite it or choose another output path.')
-    get_layout(to)
+    try:
+        resolve_output(output_path)  # a FIFO or a device is refused before the read
+    except NotARegularFileError as error:
+        raise CheckpointError(str(error)) from None
+    layout = get_layout(to)
+    if to != OURS and output_path.endswith('.safetensors') and layout.wrapper:
+        raise CheckpointError(f'{to} files are pickles ({layout.wrapper!r} wrapper); use '
+                              f'a .pth output path.')
     converted = load_checkpoint(input_path, src=src)
     if arch is not None:
         check_arch(converted, arch)
     meta = checkpoint_meta(converted, arch=arch, source_sha256=file_sha256(input_path),
                            source_file=os.path.basename(input_path))
-    if to != OURS and output_path.endswith('.safetensors') and get_layout(to).wrapper:
-        raise CheckpointError(f'{to} files are pickles ({get_layout(to).wrapper!r} wrapper); use '
-                              f'a .pth output path.')
     write_atomic(export_checkpoint(converted, to, meta), output_path, force=force)
     return ConversionReport(output=output_path, source_format=converted.source_format,
                             target_format=to, arch=meta['arch'],
                             architecture=converted.architecture,
                             num_tensors=len(converted.state_dict), dropped=converted.dropped,
-                            filled=converted.filled)
+                            filled=converted.filled,
+                            nonfinite=nonfinite_tensors(converted.state_dict))
 
 
-def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto') -> ConvertedCheckpoint:
-    """Load any supported RegNet checkpoint into ``model`` (a ``RegNetBackbone``) strictly.
+@dataclass
+class PartialLoad:
+    """What a deliberate partial load (``strict=False``) left out."""
+    loaded: List[str]
+    missing: List[str]
+    unexpected: List[str]
+    wrong_shape: List[str]
 
-    Unconverted files (pycls, torchvision, timm, mmdet) are converted in memory. The checkpoint's
-    architecture must equal the model's: a mismatch raises ``ArchitectureMismatchError`` giving
-    both sets of depths and widths, and no tensor is copied. Returns what was loaded.
+
+def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto',
+                    prefix: Optional[str] = None, strict: bool = True) -> ConvertedCheckpoint:
+    """Load any supported RegNet checkpoint into ``model`` (a ``RegNetBackbone``).
+
+    Unconverted files (pycls, torchvision, timm, mmdet) are converted in memory; ``prefix``
+    (``'backbone.'``) first keeps only the tensors under that prefix, as mmengine's
+    ``Pretrained`` init does. Strict by default: the checkpoint's architecture must equal the
+    model's (else ``ArchitectureMismatchError`` giving both sets of depths and widths) and every
+    tensor must be present with the model's shape; no tensor is copied otherwise.
+
+    ``strict=False`` is the explicit opt-in for partial loading: the tensors whose name and
+    shape match are copied, the rest keep their values, and ``converted.partial`` (a
+    :class:`PartialLoad`) says what was left out. Returns what was loaded.
     """
-    converted = load_checkpoint(path, src=src, check=False)
+    converted = load_checkpoint(path, src=src, check=False, prefix=prefix)
     target = model.state_dict()
+    if not strict:
+        state = converted.state_dict
+        shapes = {k: tuple(v.shape) for k, v in target.items()}
+        fits = {k: v for k, v in state.items() if shapes.get(k) == tuple(v.shape)}
+        converted.partial = PartialLoad(
+            loaded=sorted(fits), missing=[k for k in target if k not in state],
+            unexpected=[k for k in state if k not in target],
+            wrong_shape=[k for k in state if k in shapes and k not in fits])
+        model.load_state_dict(fits, strict=False)
+        return converted
     try:
         expected = infer_architecture(target)
     except NotRegNetError:

@@ -1,9 +1,12 @@
 """Safe reading and atomic writing of checkpoint files.
 
 Pickles are only ever opened with ``torch.load(weights_only=True)``: a file whose pickle would
-import or call anything beyond tensors and plain containers is refused, not executed.
-``.safetensors`` files are read with safetensors (no pickle at all).
+import or call anything beyond tensors, plain containers and what mmengine's Runner stores next
+to the weights (:func:`runner_checkpoint_globals`) is refused, not executed. ``.safetensors``
+files are read with safetensors (no pickle at all).
 """
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -11,11 +14,11 @@ import pickle
 import struct
 import warnings
 import zipfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from ..atomic import replace_file
+from ..atomic import NotARegularFileError, replace_file
 from .errors import (CheckpointError, CheckpointNotFoundError, CheckpointReadError,
                      OutputExistsError, UnsafeCheckpointError)
 
@@ -51,6 +54,9 @@ def _check_readable(path: str) -> None:
         raise CheckpointNotFoundError(f'{path}: no such file; check the path.')
     if os.path.isdir(path):
         raise CheckpointReadError(f'{path} is a directory; pass a checkpoint file.')
+    if not os.path.isfile(path):  # a FIFO would block, a device never ends
+        raise CheckpointReadError(f'{path} is not a regular file (a pipe, socket or device); '
+                                  f'pass a checkpoint file.')
     if not os.access(path, os.R_OK):
         raise CheckpointReadError(f'{path} is not readable; check its permissions.')
 
@@ -76,29 +82,96 @@ def _read_safetensors(path: str) -> Any:
     return tensors
 
 
-def _unsafe_reason(error: Exception) -> str:
-    for line in str(error).splitlines():
+# --- what mmengine's Runner pickles -------------------------------------------------------------
+def _history_buffer_method(owner, name: str):
+    """Stands in for ``builtins.getattr`` while unpickling: returns HistoryBuffer methods only.
+
+    Each ``HistoryBuffer`` keeps its statistics functions (``min``, ``max``, ``mean``, ...) in an
+    instance dict, and pickle (protocol 2, as ``torch.save`` uses) stores each one as
+    ``getattr(HistoryBuffer, 'min')``. Allowing the real ``getattr`` would let a file read any
+    attribute of any allowed object; this reads only those methods.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if owner is HistoryBuffer and isinstance(name, str) and not name.startswith('_'):
+        method = getattr(HistoryBuffer, name, None)
+        if callable(method):
+            return method
+    raise pickle.UnpicklingError(f'refusing getattr({owner!r}, {name!r}) in a checkpoint; only '
+                                 'the statistics methods of mmengine HistoryBuffer are allowed.')
+
+
+def runner_checkpoint_globals() -> list:
+    """What a Runner checkpoint pickles besides tensors, builtins and ``collections``.
+
+    mmengine saves its ``MessageHub`` next to the weights: ``HistoryBuffer`` objects holding numpy
+    arrays (float64 values, int64 counts; 32-bit ones on some platforms) and the buffers'
+    statistics methods, plus numpy scalars (the ``eta`` in ``runtime_info``). Entries are
+    objects, or ``(object, name in the pickle)`` pairs: numpy 1 and numpy 2 pickle the array
+    helpers under different module names. Empty when mmengine is not installed.
+    """
+    try:
+        import numpy as np
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except ImportError:
+        return []
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    entries = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_method, 'builtins.getattr')]
+    entries += [type(np.dtype(t)) for t in (np.float64, np.int64, np.float32, np.int32)]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
+                    (multiarray.scalar, f'{module}.scalar')]
+    return entries
+
+
+@contextlib.contextmanager
+def _runner_globals():
+    """Allow :func:`runner_checkpoint_globals` for the block; entries that were allowed already
+    (``allow_runner_checkpoints`` in the engine) stay allowed afterwards."""
+    present = set(torch.serialization.get_safe_globals())
+    extra = [e for e in runner_checkpoint_globals() if e not in present]
+    with torch.serialization.safe_globals(extra):
+        yield
+
+
+def _unsafe_reason(error: Exception) -> Optional[str]:
+    """What made the weights-only unpickler refuse a file, when it was a forbidden object; None
+    when the bytes are simply not a pickle torch understands (random bytes, another format)."""
+    text = str(error)
+    for line in text.splitlines():
         line = line.strip()
-        if 'GLOBAL' in line:
+        if 'GLOBAL' in line or 'refusing getattr' in line:
+            line = line.split('WeightsUnpickler error:')[-1].strip()
             return line.split('. Please use')[0]
-    for line in str(error).splitlines():
-        if 'WeightsUnpickler error' in line:
-            return line.strip()
-    return 'it uses pickle features beyond tensors and plain containers'
+    lowered = text.lower()
+    for marker in ('unsupported class', 'reduce', 'build_instance', 'setstate', 'newobj'):
+        if marker in lowered:
+            detail = [ln.strip() for ln in text.splitlines() if marker in ln.lower()]
+            return detail[0].split('WeightsUnpickler error:')[-1].strip()[:200]
+    return None
 
 
 def _read_pickle(path: str) -> Any:
     try:
         with warnings.catch_warnings():  # e.g. about the pickle protocol: the library is quiet
             warnings.simplefilter('ignore')
-            # mmap keeps a large zip checkpoint out of memory until its tensors are used.
-            return torch.load(path, map_location='cpu', weights_only=True,
-                              mmap=zipfile.is_zipfile(path))
+            with _runner_globals():
+                # mmap keeps a large zip checkpoint out of memory until its tensors are used.
+                return torch.load(path, map_location='cpu', weights_only=True,
+                                  mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
-        if 'Weights only load failed' in str(error):
+        if 'Weights only load failed' in str(error) or 'refusing getattr' in str(error):
+            reason = _unsafe_reason(error)
+            if reason is None:
+                raise CheckpointReadError(
+                    f'{path} is not a checkpoint (its bytes are not a PyTorch pickle): another '
+                    f'kind of file, or a corrupted download; pass a .pth/.pyth/.safetensors '
+                    f'checkpoint.') from None
             raise UnsafeCheckpointError(
                 f'{path}: refused to unpickle it because it is not weights-only '
-                f'({_unsafe_reason(error)}); loading it could run code, so if you trust the file '
+                f'({reason}); loading it could run code, so if you trust the file '
                 f're-save just its state dict with torch.save.') from None
         raise CheckpointReadError(f'{path} is not a readable checkpoint ({error}); it may be '
                                   f'truncated or corrupted, so download it again.') from None
@@ -107,6 +180,8 @@ def _read_pickle(path: str) -> Any:
         text = str(error).strip()
         if isinstance(error, (KeyError, IndexError, UnicodeDecodeError, struct.error)) or not text:
             detail = 'its bytes are not a PyTorch checkpoint'
+        elif 'not a ZIP archive' in text or 'failed finding central directory' in text:
+            detail = 'a broken zip archive: not a checkpoint, or a truncated one'
         else:
             detail = text.splitlines()[0]
         raise CheckpointReadError(f'{path} is not a readable checkpoint ({detail}); it may be '
@@ -132,9 +207,37 @@ def read_checkpoint(path: str) -> Any:
 
 
 def _write_safetensors(obj: dict, path: str) -> None:
+    """``{'state_dict': ..., 'meta': ...}`` (meta kept as JSON metadata) or a plain state dict."""
     from safetensors.torch import save_file
-    tensors = {k: v.contiguous() for k, v in obj['state_dict'].items()}
-    save_file(tensors, path, metadata={SAFETENSORS_META_KEY: json.dumps(obj.get('meta', {}))})
+    if isinstance(obj.get('state_dict'), dict):
+        state_dict, metadata = obj['state_dict'], {
+            SAFETENSORS_META_KEY: json.dumps(obj.get('meta', {}))}
+    else:
+        state_dict, metadata = obj, None
+    # clone: safetensors refuses tensors sharing storage (a flipped view, mmap'ed inputs)
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    save_file(tensors, path, metadata=metadata)
+
+
+def nonfinite_tensors(state_dict: Dict[str, torch.Tensor]) -> List[str]:
+    """Names of floating-point tensors holding NaN or Inf (a diverged or corrupted training)."""
+    return [k for k, v in state_dict.items()
+            if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+
+
+def _write_failure(path: str, error: BaseException) -> CheckpointError:
+    """One line for a failed write; a full disk is named as such."""
+    text = str(error)
+    full = (getattr(error, 'errno', None) in (errno.ENOSPC, errno.EDQUOT)
+            or 'No space left' in text or 'file write failed' in text)
+    if full:
+        return CheckpointError(f'cannot write {path}: No space left on device (the disk is '
+                               f'full or over quota); free some space or choose another output '
+                               f'folder. Nothing was written.')
+    detail = getattr(error, 'strerror', None) or (text.splitlines()[0] if text else
+                                                  type(error).__name__)
+    return CheckpointError(f'cannot write {path} ({detail}); check the folder and free disk '
+                           f'space. Nothing was written.')
 
 
 def write_atomic(obj: Any, path: str, force: bool = False,
@@ -142,18 +245,25 @@ def write_atomic(obj: Any, path: str, force: bool = False,
     """Write ``obj`` to ``path`` all at once: a temporary file in the same folder, then
     ``os.replace``. On any failure nothing is left behind and an existing file is untouched.
 
-    ``.safetensors`` paths take ``{'state_dict': ..., 'meta': ...}`` and store ``meta`` as JSON
-    metadata; every other path is written with ``torch.save``. Raises ``OutputExistsError`` when
-    ``path`` exists and ``force`` is False.
+    ``.safetensors`` paths take ``{'state_dict': ..., 'meta': ...}`` (``meta`` is stored as JSON
+    metadata) or a plain state dict; every other path is written with ``torch.save``. A missing
+    output folder is created (``checkpoints/`` on a fresh clone). Symlinks are written through
+    and special files refused (:mod:`regnet_backbone.atomic`); a new file's mode follows the
+    umask. Raises ``OutputExistsError`` when ``path`` exists and ``force`` is False, and
+    ``CheckpointError`` (one line) for a refused path or a failed write, e.g. a full disk.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not force:
+    if os.path.lexists(path) and not force:
         raise OutputExistsError(f'{path} already exists; pass --force (force=True) to overwrite '
                                 f'it or choose another output path.')
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CheckpointError(f'cannot write {path}: folder {folder} does not exist; create it '
-                              f'first.')
+    try:
+        target = os.path.dirname(os.path.realpath(path))
+        os.makedirs(target, exist_ok=True)
+    except NotADirectoryError:
+        raise CheckpointError(f'cannot write {path}: a part of its folder path is a file, not '
+                              f'a folder; choose another output path.') from None
+    except OSError as error:
+        raise _write_failure(path, error) from None
     if saver is None:
         saver = _write_safetensors if path.endswith('.safetensors') else torch.save
     try:
@@ -161,8 +271,13 @@ def write_atomic(obj: Any, path: str, force: bool = False,
     except FileExistsError:  # appeared while we were writing
         raise OutputExistsError(f'{path} appeared while writing; pass --force to overwrite '
                                 f'it.') from None
-    except OSError as error:
-        if isinstance(error, CheckpointError):
+    except NotARegularFileError as error:
+        raise CheckpointError(str(error)) from None
+    except CheckpointError:
+        raise
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        raise _write_failure(path, error) from None
+    except Exception as error:  # safetensors' own error types
+        if type(error).__name__ != 'SafetensorError':
             raise
-        raise CheckpointError(f'cannot write {path} ({error.strerror or error}); check the '
-                              f'folder and free disk space.') from None
+        raise _write_failure(path, error) from None

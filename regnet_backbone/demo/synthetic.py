@@ -13,9 +13,15 @@ Layout under ``root``::
     {train,val}/000000.jpg ...               images (BGR JPEG, quality 95)
     seg/{train,val}/000000.png               semantic labels (uint8, 0 = background)
     synthetic.json                           the parameters; present only once complete
+    .regnet-synthetic                        marker: this folder belongs to the generator
 
 Everything depends only on ``(seed, split, index, size)``: the same arguments give the same
 bytes, and calling again with the same arguments leaves a complete dataset untouched.
+
+The generator writes only into a folder that does not exist, an empty folder, or one it created
+itself, recognised by the marker file ``.regnet-synthetic`` (written first; a complete dataset
+of an earlier version, recognised by its ``synthetic.json``, gets one). Any other folder is
+refused with :class:`OutputFolderError` before anything is written or deleted.
 Needs numpy, OpenCV and pycocotools.
 """
 import json
@@ -34,6 +40,15 @@ SEG_PALETTE = [(0, 0, 0)] + PALETTE
 SPLITS = ('train', 'val')
 FORMAT_VERSION = 1
 MANIFEST = 'synthetic.json'
+MARKER = '.regnet-synthetic'
+
+
+class SyntheticDataError(ValueError):
+    """A request the generator cannot fulfil (bad arguments, a foreign output folder)."""
+
+
+class OutputFolderError(SyntheticDataError):
+    """The output folder holds files the generator did not write: refused, nothing changed."""
 
 # A shape is dropped (never painted) when less than this share of it, or fewer pixels than
 # MIN_VISIBLE_PIXELS, would remain visible: hidden objects would only teach label noise.
@@ -231,12 +246,48 @@ def _is_complete(spec: SyntheticCoco) -> bool:
     return True
 
 
+def _is_our_manifest(path: str) -> bool:
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {'format_version', 'num_train', 'num_val', 'size',
+                                           'seed'} <= set(manifest)
+
+
+def claim_folder(root: str) -> None:
+    """Make sure ``root`` is the generator's to write: create it, or accept it when it is
+    empty or carries :data:`MARKER` (or our ``synthetic.json``); write the marker.
+
+    Raises:
+        OutputFolderError: ``root`` is a file, or a folder holding other files.
+    """
+    if osp.lexists(root) and not osp.isdir(root):
+        raise OutputFolderError(f'{root} exists and is not a folder; choose a folder for the '
+                                f'synthetic dataset.')
+    os.makedirs(root, exist_ok=True)
+    names = sorted(os.listdir(root))
+    if MARKER in names:
+        return
+    if names and not (MANIFEST in names and _is_our_manifest(osp.join(root, MANIFEST))):
+        shown = ', '.join(names[:3]) + (' ...' if len(names) > 3 else '')
+        raise OutputFolderError(
+            f'{root} is not empty ({shown}) and was not written by this generator (no '
+            f'{MARKER} marker); choose a new or empty folder. Nothing was changed.')
+    with open(osp.join(root, MARKER), 'w') as f:
+        json.dump(dict(generator='regnet_backbone.demo.synthetic',
+                       format_version=FORMAT_VERSION), f)
+        f.write('\n')
+
+
 def make_synthetic_coco(root: str, num_train: int = 16, num_val: int = 4, size: int = 128,
                         seed: int = 0) -> SyntheticCoco:
     """Write (or keep, when already complete) a synthetic shapes dataset under ``root``.
 
     Args:
-        root: output folder (created).
+        root: output folder: new, empty, or written by this generator before (see
+            :func:`claim_folder`; anything else raises :class:`OutputFolderError`).
         num_train, num_val: images per split.
         size: image side in pixels (square images; at least 32).
         seed: everything is a pure function of the seed, the split, the index and the size.
@@ -245,10 +296,12 @@ def make_synthetic_coco(root: str, num_train: int = 16, num_val: int = 4, size: 
         a :class:`SyntheticCoco` with the paths mmdet/mmseg configs need.
     """
     if size < 32:
-        raise ValueError(f'size={size} is too small for the shapes; use at least 32 pixels.')
+        raise SyntheticDataError(f'size={size} is too small for the shapes; use at least 32 '
+                                 f'pixels.')
     if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train={num_train} and num_val={num_val} must both be >= 1.')
+        raise SyntheticDataError(f'num_train={num_train} and num_val={num_val} must both be >= 1.')
     spec = SyntheticCoco(osp.abspath(root), int(num_train), int(num_val), int(size), int(seed))
+    claim_folder(spec.root)
     if _is_complete(spec):
         return spec
     manifest = osp.join(spec.root, MANIFEST)

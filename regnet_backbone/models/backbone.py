@@ -43,13 +43,25 @@ class RegNetBackbone(BaseModule):
         out_indices: stages whose outputs ``forward`` returns (0-based).
         frozen_stages: freeze the stem and stages 1..k (-1: nothing, 0: the stem only).
         conv_cfg, norm_cfg: OpenMMLab layer configs (BN, SyncBN, GN, ...).
-        norm_eval: keep every BN in eval mode during training (frozen statistics).
+        norm_eval: keep every BN in eval mode during training (frozen statistics). True by
+            default, like mmdet's ``RegNet`` and ``ResNet``; set False to train BN statistics
+            (from scratch, or with large batches).
         with_cp: gradient checkpointing per block (less memory, same results, slower).
         zero_init_residual: start each block's last norm at zero (identity blocks).
         channels_last: keep weights and activations in NHWC memory format (faster convs on
             CPUs and tensor cores; same results). Off by default.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads pretrained weights;
-            pycls, torchvision, timm and mmdet files are converted on the fly.
+        style: mmdet's ``'pytorch'`` (stride in the 3x3 conv), the only style a RegNet has;
+            accepted so that mmdet ``RegNet`` configs migrate unchanged.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads pretrained weights,
+            strictly; pycls, torchvision, timm and mmdet files are converted on the fly. The
+            dict may sit in a list (OpenMMLab's list form) and may carry ``prefix='backbone.'``
+            (take the backbone out of a detector's or classifier's checkpoint).
+            ``strict=False`` in it is the explicit opt-in for partial loading.
+
+    Defaults follow mmdet 3.x's ``RegNet`` wherever it has the same argument (``in_channels=3``,
+    ``stem_channels=32``, strides 2 and dilations 1, ``out_indices=(0, 1, 2, 3)``,
+    ``frozen_stages=-1``, ``norm_cfg=BN``, ``norm_eval=True``, ``with_cp=False``,
+    ``zero_init_residual=True``, Kaiming fan-out init); ``arch`` has a default here.
 
     Shapes: (N, in_channels, H, W) -> tuple of (N, out_channels[k], H / s_k, W / s_k) with
     s_k = ``out_strides[k]`` (4, 8, 16, 32 by default; sizes are rounded up).
@@ -65,12 +77,17 @@ class RegNetBackbone(BaseModule):
                  frozen_stages: int = -1,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 norm_eval: bool = False,
+                 norm_eval: bool = True,
                  with_cp: bool = False,
                  zero_init_residual: bool = True,
                  channels_last: bool = False,
+                 style: str = 'pytorch',
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
+        if style != 'pytorch':
+            raise ValueError(f"style={style!r}: a RegNet block strides in its 3x3 conv, which is "
+                             f"mmdet's 'pytorch' style; drop style or set style='pytorch'.")
+        self._pretrained_cfg()  # malformed init_cfg fails at build time, not at init_weights
         self.arch = arch
         self.spec = spec = resolve_arch(arch)
         n = spec.num_stages
@@ -178,22 +195,45 @@ class RegNetBackbone(BaseModule):
         return self
 
     # --- initialisation -------------------------------------------------------------------------
-    def _pretrained_checkpoint(self) -> Optional[str]:
+    def _init_cfgs(self) -> list:
         cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            return cfg['checkpoint']
-        return None
+        if cfg is None:
+            return []
+        return list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+
+    def _pretrained_cfg(self) -> Optional[dict]:
+        """The ``Pretrained`` entry of ``init_cfg`` (dict or list form), or None."""
+        found = [c for c in self._init_cfgs() if isinstance(c, dict) and
+                 c.get('type') == 'Pretrained']
+        if len(found) > 1:
+            raise ValueError(f'init_cfg has {len(found)} Pretrained entries; give one.')
+        if found and not found[0].get('checkpoint'):
+            raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH.")
+        return found[0] if found else None
 
     def init_weights(self) -> None:
-        """pycls's initialisation, or the weights of ``init_cfg=dict(type='Pretrained', ...)``."""
-        checkpoint = self._pretrained_checkpoint()
-        if checkpoint is not None:
-            from ..checkpoints import load_pretrained
-            load_pretrained(self, checkpoint)
-        elif self.init_cfg is not None:
-            super().init_weights()
+        """pycls's initialisation (mmdet's Kaiming fan-out, BN 1/0), then the weights of an
+        ``init_cfg`` ``Pretrained`` entry, loaded strictly unless it says ``strict=False``."""
+        pretrained = self._pretrained_cfg()
+        others = [c for c in self._init_cfgs() if c is not pretrained]
+        if others:
+            from mmengine.model import initialize
+            initialize(self, others)
         else:
             self._default_init()
+        if pretrained is not None:
+            from ..checkpoints import load_pretrained
+            strict = pretrained.get('strict', True)
+            converted = load_pretrained(self, pretrained['checkpoint'],
+                                        prefix=pretrained.get('prefix'), strict=strict)
+            if converted.partial is not None:
+                from mmengine.logging import print_log
+                part = converted.partial
+                print_log(f'RegNetBackbone: partial load (strict=False) from '
+                          f'{pretrained["checkpoint"]}: {len(part.loaded)} tensors loaded, '
+                          f'{len(part.missing)} missing, {len(part.unexpected)} unexpected, '
+                          f'{len(part.wrong_shape)} of another shape', logger='current',
+                          level=30)
         self._is_init = True
 
     def _default_init(self) -> None:

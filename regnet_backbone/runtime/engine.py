@@ -5,6 +5,12 @@
 * :func:`configure_training` / :func:`configure_testing`: apply the command-line options the way
   mmdet's and mmseg's own tools do, and adapt the config to a machine without CUDA.
 * :func:`check_datasets`: fail early, with one sentence, when the data a config reads is absent.
+* :func:`check_pretrained`, :func:`check_checkpoint_fits`: strict loading. mmengine loads
+  ``load_from``, ``--resume`` and tools/test.py's checkpoint with ``strict=False``; these refuse,
+  before anything runs, a file that does not fit the model (one line: how many tensors are
+  missing, unexpected or misshapen, and what the file holds). The opt-in for a deliberate
+  partial load is the config key ``partial_load=True`` (``--cfg-options partial_load=True``).
+* :class:`WorkDirLock`: one training run per work dir (``train.lock``).
 * :func:`allow_runner_checkpoints`: let torch >= 2.6's safe ``torch.load`` (``weights_only=True``)
   read the checkpoints mmengine's Runner writes, by allow-listing exactly what they contain.
 * :func:`use_atomic_checkpoints`: crash-safe checkpoints for every training run (an interrupted
@@ -18,16 +24,25 @@ Library code: nothing here prints or exits. Problems a user can fix raise :class
 subclasses whose message is one line; the CLIs print it and exit non-zero.
 """
 import contextlib
+import errno
+import json
 import os
 import os.path as osp
+import signal
+import socket
 import subprocess
-from typing import Dict, Iterator, List, Optional, Sequence
+import threading
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
 from ..atomic import is_leftover, replace_bytes
+from ..checkpoints.errors import CheckpointError, CheckpointNotFoundError as _MissingFile
+from ..checkpoints.io import _history_buffer_method, runner_checkpoint_globals  # noqa: F401
+from .channels import BACKBONE_TYPE, follow_backbone_channels
 
 CODEBASES = ('mmdet', 'mmseg')
 DEMO_HINT = 'or run `make demo` to train on a generated synthetic dataset instead'
@@ -59,6 +74,25 @@ class CheckpointNotFoundError(ToolError, FileNotFoundError):
     """A checkpoint named on the command line does not exist."""
 
 
+class PretrainedNotFoundError(ToolError, FileNotFoundError):
+    """The backbone's ``init_cfg`` names a pretrained checkpoint that is not there."""
+
+
+class CheckpointRefusedError(ToolError):
+    """A checkpoint cannot be used: unreadable, unsafe, not a Runner checkpoint (``--resume``),
+    or its tensors do not fit the model (strict loading)."""
+
+
+class WorkDirLockedError(ToolError):
+    """Another training run holds the work dir's lock."""
+
+
+#: Config key: True lets ``load_from`` / ``--resume`` / tools/test.py and the backbone's
+#: ``Pretrained`` init load a checkpoint that fits the model only partly (a warning, not an error).
+PARTIAL_LOAD = 'partial_load'
+PRETRAINED_DOC = 'docs/pretrained.md'
+
+
 # --- configs ---------------------------------------------------------------------------------
 def load_config(path: str, cfg_options: Optional[dict] = None):
     """Read an mmengine config file and merge ``--cfg-options`` into it.
@@ -70,11 +104,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
         raise ConfigError(f'config file not found: {path}')
     try:
         cfg = Config.fromfile(path)
-    except (ImportError, SyntaxError, FileNotFoundError) as e:  # a missing package or _base_
+    # a missing package or _base_, a syntax error, a value that cannot merge with its base
+    except (ImportError, SyntaxError, FileNotFoundError, TypeError, KeyError, NameError) as e:
         raise ConfigError(f'cannot read config {path}: {type(e).__name__}: '
                           f'{str(e).splitlines()[0] if str(e) else ""}') from e
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            raise ConfigError(f'--cfg-options cannot be applied to {path}: '
+                              f'{str(e).splitlines()[0] if str(e) else type(e).__name__}') from e
     return cfg
 
 
@@ -125,6 +164,217 @@ def adapt_to_machine(cfg, launcher: str, cuda: Optional[bool] = None) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+# --- the backbone: channels, arch, pretrained weights ------------------------------------------
+def _log(message: str, level: int = 20) -> None:
+    """One line in mmengine's current logger (stdout before the Runner exists)."""
+    from mmengine.logging import print_log
+    print_log(message, logger='current', level=level)
+
+
+def _backbone(cfg) -> Optional[dict]:
+    model = cfg.get('model')
+    backbone = model.get('backbone') if model else None
+    if isinstance(backbone, dict) and backbone.get('type') == BACKBONE_TYPE:
+        return backbone
+    return None
+
+
+def _pretrained_entries(backbone: dict) -> List[dict]:
+    init = backbone.get('init_cfg')
+    entries = list(init) if isinstance(init, (list, tuple)) else [init]
+    return [e for e in entries if isinstance(e, dict) and e.get('type') == 'Pretrained']
+
+
+def follow_channels(cfg) -> List[str]:
+    """Check the backbone's arguments that the config names and set the neck's / heads'
+    ``in_channels`` to the backbone's output channels (:func:`follow_backbone_channels`),
+    logging each change. A bad ``arch`` or ``out_indices`` raises :class:`ConfigError`."""
+    try:
+        changes = follow_backbone_channels(cfg)
+    except (ValueError, TypeError, KeyError) as e:
+        text = str(e).strip("'\"")
+        where = 'model.backbone.arch' if 'arch' in text else 'model.backbone'
+        raise ConfigError(f'{where}: {text}') from None
+    for change in changes:
+        _log(f'in_channels follow the backbone: {change}')
+    return changes
+
+
+def _arch_name(backbone: dict) -> str:
+    arch = backbone.get('arch', 'regnetx_3.2gf')
+    return arch if isinstance(arch, str) else 'custom'
+
+
+def check_pretrained(cfg) -> None:
+    """Load the backbone's ``Pretrained`` checkpoint into a backbone built from the config, so
+    that a missing, unreadable or misfitting file stops the run before the Runner starts.
+
+    Raises :class:`PretrainedNotFoundError` (naming ``tools/convert_pretrained.py`` and
+    ``docs/pretrained.md``) or :class:`CheckpointRefusedError`.
+    """
+    backbone = _backbone(cfg)
+    if backbone is None or not _pretrained_entries(backbone):
+        return
+    entry = _pretrained_entries(backbone)[0]
+    path, arch = str(entry.get('checkpoint')), _arch_name(backbone)
+    from ..models import RegNetBackbone
+    kwargs = {k: v for k, v in backbone.items() if k != 'type'}
+    try:
+        model = RegNetBackbone(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f'model.backbone: {e}') from None
+    try:
+        with _quiet_logs():
+            model.init_weights()
+    except _MissingFile:
+        here = path if osp.isabs(path) else f'{path} (under {os.getcwd()})'
+        target = path if arch in osp.basename(path) or arch == 'custom' else \
+            f'checkpoints/{arch}_rgb.pth'
+        also = '' if target == path else \
+            f' and pass --cfg-options model.backbone.init_cfg.checkpoint={target}'
+        raise PretrainedNotFoundError(
+            f'pretrained backbone checkpoint not found: {here}, named by '
+            f'model.backbone.init_cfg. Get the ImageNet weights of {arch} (sources: '
+            f'{PRETRAINED_DOC}) and convert them with `python tools/convert_pretrained.py '
+            f'SOURCE {target}`{also}; or train from scratch with --cfg-options '
+            f'model.backbone.init_cfg=None.') from None
+    except CheckpointError as e:
+        raise CheckpointRefusedError(f'model.backbone.init_cfg: {e}') from None
+
+
+@contextlib.contextmanager
+def _quiet_logs():
+    """Keep the partial-load warning of a check out of the log (the real load repeats it)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(40)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _apply_partial_load(cfg) -> None:
+    """``partial_load=True`` reaches the backbone's ``Pretrained`` init as ``strict=False``."""
+    backbone = _backbone(cfg)
+    if cfg.get(PARTIAL_LOAD) and backbone is not None:
+        for entry in _pretrained_entries(backbone):
+            entry['strict'] = False
+
+
+# --- checkpoints to load or resume: strict -----------------------------------------------------
+def resume_checkpoint(cfg) -> Optional[str]:
+    """The checkpoint a configured run will resume from: ``load_from`` with ``resume``, or
+    what ``last_checkpoint`` in the work dir names (``resume='auto'``); None for a fresh run.
+
+    Raises :class:`CheckpointRefusedError` when ``last_checkpoint`` names a file that no longer
+    exists (mmengine would fail with a traceback).
+    """
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    pointer = osp.join(cfg.work_dir, LAST_CHECKPOINT)
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        named = f.read().strip()
+    if named and not osp.isfile(named):
+        raise CheckpointRefusedError(
+            f'{pointer} names {named}, which no longer exists; resume from an existing '
+            f'checkpoint with --resume PATH, or delete {pointer} to start over.')
+    return named or None
+
+
+def _model_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
+    """Names and shapes of the state dict of ``cfg.model`` (built once, weights untouched)."""
+    from mmengine.registry import DefaultScope
+    scope = codebase_of(cfg)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(cfg.model)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _describe_backbone(cfg) -> Optional[str]:
+    backbone = _backbone(cfg)
+    if backbone is None:
+        return None
+    from ..checkpoints import Architecture
+    from ..design.presets import resolve_arch
+    try:
+        spec = resolve_arch(backbone.get('arch', 'regnetx_3.2gf'))
+    except (ValueError, TypeError):
+        return None
+    return Architecture(spec, stem_channels=backbone.get('stem_channels', 32),
+                        in_channels=backbone.get('in_channels', 3)).describe()
+
+
+def check_checkpoint_fits(cfg, path: str, *, resume: bool = False,
+                          shapes: Optional[Dict[str, Tuple[int, ...]]] = None,
+                          what: Optional[str] = None) -> List[str]:
+    """Refuse a checkpoint that mmengine would load only partly into ``cfg.model``.
+
+    Args:
+        path: the file (``load_from``, the resume checkpoint, tools/test.py's CHECKPOINT).
+        resume: the file must also be a Runner checkpoint (optimizer, schedulers, message hub).
+        shapes: the model's state dict shapes (default: build ``cfg.model`` once).
+        what: how messages name the file (default: ``path``).
+
+    Returns warning lines (empty unless ``partial_load=True`` let a misfit through).
+    Raises :class:`CheckpointRefusedError` with one line otherwise.
+    """
+    from ..checkpoints import (compare, describe_contents, is_runner_checkpoint,
+                               model_state_dict, read_checkpoint)
+    what = what or path
+    try:
+        obj = read_checkpoint(path)
+        if resume and not is_runner_checkpoint(obj):
+            raise CheckpointRefusedError(
+                f'{what} is not a training checkpoint (no optimizer, schedulers or meta: '
+                f'tools/train.py writes those in the work dir); to start training from its '
+                f'weights use --cfg-options load_from={path} without --resume.')
+        state_dict = model_state_dict(obj)
+    except CheckpointError as e:
+        raise CheckpointRefusedError(f'{e}') from None
+    mismatch = compare(state_dict, shapes if shapes is not None else _model_shapes(cfg))
+    if not mismatch:
+        return []
+    held = describe_contents(state_dict)
+    model_backbone = _describe_backbone(cfg)
+    facts = f'{what} does not fit the model: {mismatch.summary()}.'
+    if held:
+        facts += f' The file holds {held}'
+        facts += f'; the model\'s backbone is {model_backbone}.' if model_backbone else '.'
+    if cfg.get(PARTIAL_LOAD):
+        return [f'partial_load=True: loading only what fits. {facts}']
+    if held and held.startswith('a bare RegNet backbone'):
+        fix = ('backbone weights go into model.backbone.init_cfg=dict(type=\'Pretrained\', '
+               f'checkpoint={path}), then train')
+    else:
+        fix = 'use a checkpoint written for this config'
+    raise CheckpointRefusedError(f'{facts} Nothing was loaded: {fix}, or add --cfg-options '
+                                 f'{PARTIAL_LOAD}=True to load only what fits on purpose.')
+
+
+def check_loads(cfg) -> None:
+    """Strict loading for a configured run: the checkpoint it resumes from or loads
+    (``load_from``) must fit ``cfg.model``; warnings of ``partial_load=True`` are logged."""
+    path = resume_checkpoint(cfg)
+    resume = path is not None
+    if not resume and cfg.get('load_from') and not cfg.get('resume'):
+        path = cfg.load_from
+    if path is None:
+        return
+    for line in check_checkpoint_fits(cfg, path, resume=resume):
+        _log(line, level=30)
+
+
+
 def configure_training(cfg, config_path: str, *, work_dir: Optional[str] = None,
                        amp: bool = False, resume: Optional[str] = None,
                        auto_scale_lr: bool = False, launcher: str = 'none') -> None:
@@ -139,8 +389,15 @@ def configure_training(cfg, config_path: str, *, work_dir: Optional[str] = None,
         auto_scale_lr: scale the learning rate by (GPUs x batch) / ``auto_scale_lr.base_batch_size``
             (mmdet configs carry that setting; mmseg's do not).
         launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi``.
+
+    Also: the neck's / heads' ``in_channels`` follow the backbone's arch (changes are logged;
+    a misspelled arch raises :class:`ConfigError`) and ``partial_load=True`` reaches the
+    backbone's ``Pretrained`` init. The files the run will load (pretrained backbone, resume
+    checkpoint, ``load_from``) are checked by :func:`train`.
     """
     codebase_of(cfg)
+    follow_channels(cfg)
+    _apply_partial_load(cfg)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('./work_dirs', _stem(config_path))
     if amp:
@@ -157,6 +414,8 @@ def configure_training(cfg, config_path: str, *, work_dir: Optional[str] = None,
         if not osp.isfile(resume):
             raise CheckpointNotFoundError(f'checkpoint to resume from not found: {resume}')
         cfg.resume, cfg.load_from = True, resume
+    elif cfg.get('load_from') and not osp.isfile(cfg.load_from) and '://' not in cfg.load_from:
+        raise CheckpointNotFoundError(f'load_from checkpoint not found: {cfg.load_from}')
     if auto_scale_lr:
         setting = cfg.get('auto_scale_lr')
         if not setting or 'base_batch_size' not in setting:
@@ -175,8 +434,12 @@ def configure_testing(cfg, config_path: str, checkpoint: str, *, work_dir: Optio
         checkpoint: weights to evaluate (a Runner checkpoint or a bare state dict).
         out: mmdet: a ``.pkl`` file receiving the raw predictions (``DumpDetResults``);
             mmseg: a folder receiving the predicted label maps as PNGs.
+
+    The neck's / heads' ``in_channels`` follow the backbone's arch (changes are logged); the
+    checkpoint is checked against the model by :func:`test`.
     """
     codebase = codebase_of(cfg)
+    follow_channels(cfg)
     if not osp.isfile(checkpoint):
         raise CheckpointNotFoundError(f'checkpoint not found: {checkpoint}')
     cfg.launcher = launcher
@@ -234,7 +497,9 @@ class AtomicCheckpointHook(CheckpointHook):
     * checkpoints beyond ``max_keep_ckpts`` are deleted *after* the new checkpoint and the pointer
       are on disk (mmengine deletes first, so a crash in between left the pointer naming a
       deleted file, or no checkpoint at all);
-    * temporary files left by a killed run are removed when training starts.
+    * temporary files left by a killed run are removed when training starts;
+    * Ctrl-C during a save is held back until the checkpoint and the pointer are on disk, then
+      raised (a second Ctrl-C stops at once; the atomic writes keep the previous files).
     """
 
     def before_train(self, runner) -> None:
@@ -264,20 +529,23 @@ class AtomicCheckpointHook(CheckpointHook):
             ids = kept + [step]
             outdated, ids = ids[:-self.max_keep_ckpts], ids[-self.max_keep_ckpts:]
             runner.message_hub.update_info('keep_ckpt_ids', ids)
-        try:
-            runner.save_checkpoint(
-                self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                backend_args=self.backend_args, **self.args)
-        except BaseException:
-            runner.message_hub.update_info('keep_ckpt_ids', kept)
-            raise
-        if self.max_keep_ckpts > 0:
-            self.keep_ckpt_ids.clear()
-            self.keep_ckpt_ids.extend(ids)
-        if not _is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
-            return
-        replace_bytes(osp.join(runner.work_dir, LAST_CHECKPOINT), str(self.last_ckpt).encode())
+        with sigint_deferred():
+            try:
+                runner.save_checkpoint(
+                    self.out_dir, filename, self.file_client_args,
+                    save_optimizer=self.save_optimizer,
+                    save_param_scheduler=self.save_param_scheduler, meta=meta,
+                    by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            except BaseException:
+                runner.message_hub.update_info('keep_ckpt_ids', kept)
+                raise
+            if self.max_keep_ckpts > 0:
+                self.keep_ckpt_ids.clear()
+                self.keep_ckpt_ids.extend(ids)
+            if not _is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
+                return
+            replace_bytes(osp.join(runner.work_dir, LAST_CHECKPOINT),
+                          str(self.last_ckpt).encode())
         for old in outdated:
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):
@@ -289,6 +557,186 @@ class AtomicCheckpointHook(CheckpointHook):
 def _is_main_process() -> bool:
     from mmengine.dist import is_main_process
     return is_main_process()
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold back the first SIGINT (Ctrl-C) until the block is done, then raise
+    ``KeyboardInterrupt``; a second SIGINT raises at once. A no-op outside the main thread.
+
+    mmengine formats the config while saving a checkpoint and turns *any* exception there,
+    ``KeyboardInterrupt`` included, into ``SyntaxError: Failed to format the config file``;
+    deferring the signal keeps the save whole and the interruption an interruption.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+
+    def hold(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def last_complete_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``last_checkpoint`` in ``work_dir`` names, when that file exists."""
+    try:
+        with open(osp.join(work_dir, LAST_CHECKPOINT)) as f:
+            path = f.read().strip()
+    except OSError:
+        return None
+    return path if path and osp.isfile(path) else None
+
+
+def interrupted_message(cfg, config_path: str) -> str:
+    """The one line a CLI prints when training is interrupted: where the last complete
+    checkpoint is and the command that resumes from it."""
+    work_dir = cfg.get('work_dir') or osp.join('./work_dirs', _stem(config_path))
+    last = last_complete_checkpoint(work_dir)
+    if last is None:
+        return (f'interrupted before the first checkpoint was saved in {work_dir}; run the '
+                f'same command again to start over.')
+    return (f'interrupted; the last complete checkpoint is {last}. Resume with: python '
+            f'tools/train.py {config_path} --work-dir {work_dir} --resume')
+
+
+# --- one training run per work dir -------------------------------------------------------------
+LOCK_FILE = 'train.lock'
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class WorkDirLock:
+    """An exclusive lock on a training work dir: ``<work_dir>/train.lock``.
+
+    The file holds one JSON line, ``{"pid": ..., "host": ..., "started": ..., "config": ...}``,
+    and the holder keeps an ``fcntl.flock`` on it. The kernel drops that lock when the process
+    ends, however it ends, so a lock file left by a killed run is *stale*: the next run gets the
+    flock, logs that it takes the lock over from that PID, and rewrites the file. A live holder
+    makes :meth:`acquire` raise :class:`WorkDirLockedError` naming its PID. Where ``flock`` is
+    not supported (some network filesystems) the PID is checked instead (same host only).
+    The file is removed on release.
+    """
+
+    def __init__(self, work_dir: str, config_path: str = ''):
+        self.work_dir, self.config_path = work_dir, config_path
+        self.path = osp.join(work_dir, LOCK_FILE)
+        self._fd: Optional[int] = None
+        self.taken_over: Optional[dict] = None
+
+    @staticmethod
+    def read(path: str) -> dict:
+        try:
+            with open(path) as f:
+                info = json.loads(f.read() or '{}')
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _refuse(self, info: dict):
+        pid = info.get('pid', '?')
+        since = f' since {info["started"]}' if info.get('started') else ''
+        host = f' on {info["host"]}' if info.get('host') else ''
+        raise WorkDirLockedError(
+            f'work dir {self.work_dir} is in use by another training run (PID {pid}{host}'
+            f'{since}; lock file {self.path}); wait for it or stop it, or train into another '
+            f'--work-dir.')
+
+    def acquire(self) -> 'WorkDirLock':
+        import fcntl
+        os.makedirs(self.work_dir, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._refuse(self.read(self.path))
+            except OSError as e:
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    os.close(fd)
+                    raise
+                info = self.read(self.path)  # no flock here: fall back to the PID
+                pid = info.get('pid')
+                if (isinstance(pid, int) and pid != os.getpid() and
+                        info.get('host') == socket.gethostname() and _pid_alive(pid)):
+                    os.close(fd)
+                    self._refuse(info)
+            try:  # the file we locked may have been released and removed meanwhile
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            old = self.read(self.path)
+            if old.get('pid') not in (None, os.getpid()):
+                self.taken_over = old
+            info = dict(pid=os.getpid(), host=socket.gethostname(),
+                        started=time.strftime('%Y-%m-%dT%H:%M:%S'), config=self.config_path)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
+            self._fd = fd
+            return self
+        raise WorkDirLockedError(f'could not lock {self.path}: it keeps changing; is another '
+                                 f'run starting in {self.work_dir}?')
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)  # while still holding the lock (see acquire's inode check)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> 'WorkDirLock':
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _launch_rank(launcher: str) -> int:
+    """This process's rank, from the launcher's environment (before any process group)."""
+    if launcher == 'none':
+        return 0
+    env = os.environ
+    for key in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):
+        if env.get(key, '').isdigit():
+            return int(env[key])
+    return 0
+
+
+@contextlib.contextmanager
+def work_dir_lock(cfg, config_path: str = ''):
+    """:class:`WorkDirLock` on ``cfg.work_dir``, taken by the launcher's rank 0 only (the other
+    processes of the same run share the dir)."""
+    if _launch_rank(cfg.get('launcher', 'none')) != 0:
+        yield None
+        return
+    lock = WorkDirLock(cfg.work_dir, config_path)
+    with lock:
+        if lock.taken_over:
+            _log(f'took over the stale lock {lock.path} of PID {lock.taken_over.get("pid")}, '
+                 f'which is no longer running', level=30)
+        yield lock
 
 
 def register_atomic_checkpoints() -> None:
@@ -381,48 +829,6 @@ def check_datasets(cfg, config_path: str, dataloaders: Sequence[str]) -> None:
 
 
 # --- checkpoints -----------------------------------------------------------------------------
-def _history_buffer_method(owner, name: str):
-    """Stands in for ``builtins.getattr`` while unpickling: returns HistoryBuffer methods only.
-
-    Each ``HistoryBuffer`` keeps its statistics functions (``min``, ``max``, ``mean``, ...) in an
-    instance dict, and pickle (protocol 2, as ``torch.save`` uses) stores each one as
-    ``getattr(HistoryBuffer, 'min')``. Allowing the real ``getattr`` would let a file read any
-    attribute of any allowed object; this reads only those methods.
-    """
-    import pickle
-
-    from mmengine.logging.history_buffer import HistoryBuffer
-    if owner is HistoryBuffer and isinstance(name, str) and not name.startswith('_'):
-        method = getattr(HistoryBuffer, name, None)
-        if callable(method):
-            return method
-    raise pickle.UnpicklingError(f'refusing getattr({owner!r}, {name!r}) in a checkpoint; only '
-                                 'the statistics methods of mmengine HistoryBuffer are allowed.')
-
-
-def runner_checkpoint_globals() -> list:
-    """What a Runner checkpoint pickles besides tensors, builtins and ``collections``.
-
-    mmengine saves its ``MessageHub`` next to the weights: ``HistoryBuffer`` objects holding numpy
-    arrays (float64 values, int64 counts; 32-bit ones on some platforms) and the buffers'
-    statistics methods, plus numpy scalars (the ``eta`` in ``runtime_info``). Entries are
-    objects, or ``(object, name in the pickle)`` pairs: numpy 1 and numpy 2 pickle the array
-    helpers under different module names.
-    """
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    entries = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_method, 'builtins.getattr')]
-    entries += [type(np.dtype(t)) for t in (np.float64, np.int64, np.float32, np.int32)]
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
-                    (multiarray.scalar, f'{module}.scalar')]
-    return entries
-
-
 def allow_runner_checkpoints() -> None:
     """Allow-list :func:`runner_checkpoint_globals` for ``torch.load(weights_only=True)``.
 
@@ -475,20 +881,32 @@ def build_runner(cfg):
 
 
 def train(cfg, config_path: str):
-    """Check the data, build the Runner and train; returns the Runner."""
+    """Check the data and the backbone's pretrained checkpoint (:func:`check_pretrained`), lock
+    the work dir, check the checkpoint to resume from or load (strict), build the Runner and
+    train; returns the Runner.
+
+    Raises :class:`WorkDirLockedError` when another run trains into the same work dir, and
+    :class:`CheckpointRefusedError` for a checkpoint that does not fit (see
+    :func:`check_checkpoint_fits`), both before the Runner is built.
+    """
     check_datasets(cfg, config_path, ['train_dataloader'] +
                    (['val_dataloader'] if cfg.get('val_cfg') else []))
     allow_runner_checkpoints()
-    _init_cpu_distributed(cfg.get('launcher', 'none'))
-    runner = build_runner(cfg)
-    runner.train()
+    check_pretrained(cfg)
+    with work_dir_lock(cfg, config_path):
+        check_loads(cfg)
+        _init_cpu_distributed(cfg.get('launcher', 'none'))
+        runner = build_runner(cfg)
+        try:
+            runner.train()
+        except CheckpointError as e:  # the backbone's pretrained weights (init_weights)
+            raise CheckpointRefusedError(f'{e}') from None
     return runner
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now, for a single-machine process group's
     ``MASTER_PORT`` (another process may take it before it is used; fine for local runs)."""
-    import socket
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
@@ -507,9 +925,12 @@ def finish_distributed() -> None:
 
 
 def test(cfg, config_path: str):
-    """Check the data, build the Runner, load ``cfg.load_from`` and test; returns the metrics."""
+    """Check the data, check that ``cfg.load_from`` fits the model (strict, see
+    :func:`check_checkpoint_fits`), build the Runner, load it and test; returns the metrics."""
     check_datasets(cfg, config_path, ['test_dataloader'])
     allow_runner_checkpoints()
+    for line in check_checkpoint_fits(cfg, cfg.load_from):
+        _log(line, level=30)
     _init_cpu_distributed(cfg.get('launcher', 'none'))
     runner = build_runner(cfg)
     return runner.test()
@@ -535,7 +956,10 @@ def load_for_inference(cfg, checkpoint: str):
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
         dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    check_checkpoint_fits(cfg, checkpoint,
+                          shapes={k: tuple(v.shape) for k, v in model.state_dict().items()})
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=not cfg.get(PARTIAL_LOAD),
+                    logger='silent')
     return model.eval(), dataset
 
 
