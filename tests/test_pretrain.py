@@ -169,3 +169,97 @@ def test_synthetic_classification_is_deterministic_and_guarded(tmp_path):
     with pytest.raises(FileExistsError, match='not a synthetic classification set'):
         make_synthetic_classification(str(foreign), num_train=2, num_val=2, size=32)
     assert (foreign / 'notes.txt').read_text() == 'keep me'
+
+
+# --- tools/train.py on mmpretrain configs, and the classifier -> detector round trip -----------
+def _tiny_options(root, epochs):
+    options = [f'{split}_dataloader.{key}'
+               for split in ('train', 'val', 'test')
+               for key in ('num_workers=0', 'persistent_workers=False', 'batch_size=8',
+                           f'dataset.data_root={root}')]
+    return options + [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
+                      'default_hooks.checkpoint.interval=1',
+                      'default_hooks.checkpoint.max_keep_ckpts=3']
+
+
+@pytest.fixture(scope='module')
+def cls_run(tmp_path_factory):
+    """A classifier trained one epoch, then resumed for a second, through tools/train.py."""
+    base = tmp_path_factory.mktemp('cls')
+    data = make_synthetic_classification(str(base / 'data'), num_train=16, num_val=8, size=32)
+    work = base / 'work'
+    config = 'configs/demo/regnetx_200mf_synthetic_cls.py'
+    first = run_tool(TRAIN, config, '--work-dir', work, '--cfg-options', *_tiny_options(data, 1))
+    assert first.returncode == 0, _explain(first)
+    second = run_tool(TRAIN, config, '--work-dir', work, '--resume', '--cfg-options',
+                      *_tiny_options(data, 2))
+    assert second.returncode == 0, _explain(second)
+    return dict(work=work, data=data, first=first, second=second, config=config)
+
+
+def test_train_tool_trains_and_resumes_a_classifier(cls_run):
+    work = cls_run['work']
+    assert (work / 'epoch_1.pth').is_file() and (work / 'epoch_2.pth').is_file()
+    log = cls_run['second'].stdout + cls_run['second'].stderr
+    assert 'resumed epoch: 1' in log  # mmengine's line when resuming after epoch 1
+    assert 'accuracy/top1' in log
+    ckpt = torch.load(work / 'epoch_2.pth', map_location='cpu', weights_only=False)
+    assert ckpt['meta']['epoch'] == 2
+
+
+def test_missing_imagenet_stops_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, TRAIN,
+                           osp.join(ROOT, 'configs', 'regnetx_400mf_8xb128_in1k.py'),
+                           '--work-dir', str(tmp_path / 'w')],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(lines) == 1 and 'data/imagenet' in lines[0], _explain(proc)
+    assert 'Traceback' not in proc.stderr
+
+
+def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path):
+    """Classifier checkpoint -> backbone checkpoint -> the Mask R-CNN config's backbone: the
+    stage outputs equal the classifier's own backbone's, exactly."""
+    import regnet_backbone  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import load_checkpoint
+
+    from regnet_backbone.runtime.engine import allow_runner_checkpoints, load_config
+    source = cls_run['work'] / 'epoch_2.pth'
+    out = tmp_path / 'ckpt' / 'regnetx_200mf_cls.pth'  # the folder does not exist yet
+    proc = run_tool(CONVERT, source, out)
+    assert proc.returncode == 0, _explain(proc)
+    meta = torch.load(out, map_location='cpu', weights_only=True)['meta']
+    # The converted file records the accuracy mmpretrain logged at the checkpoint's validation.
+    runner = torch.load(source, map_location='cpu', weights_only=False)
+    logged = runner['message_hub']['log_scalars']['val/accuracy/top1'].current()
+    assert meta['classifier_accuracy']['top1'] == pytest.approx(float(logged))
+    assert meta['classifier_accuracy']['epoch'] == 2 and meta['arch'] == 'regnetx_200mf'
+
+    allow_runner_checkpoints()
+    cls_cfg = load_config(osp.join(ROOT, cls_run['config']))
+    from mmpretrain.registry import MODELS as CLS_MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = CLS_MODELS.build(cls_cfg.model)
+    load_checkpoint(classifier, str(source), map_location='cpu', strict=True)
+
+    det_cfg = load_config(osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py'), {
+        'model.backbone.arch': 'regnetx_200mf',
+        'model.backbone.init_cfg.checkpoint': str(out),
+        'model.neck.in_channels': [24, 56, 152, 368]})
+    from mmdet.registry import MODELS as DET_MODELS
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        detector = DET_MODELS.build(det_cfg.model)
+    detector.init_weights()
+
+    x = torch.randn(2, 3, 64, 64)
+    classifier.backbone.eval()
+    detector.backbone.eval()
+    classifier.backbone.out_indices = detector.backbone.out_indices
+    with torch.no_grad():
+        ours = detector.backbone(x)
+        theirs = classifier.backbone(x)
+    assert len(ours) == 4
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on an mmdet or mmseg config's test set (picked by ``default_scope``).
+"""Evaluate a checkpoint on an mmdet, mmseg or mmpretrain config's test set (picked by
+``default_scope``).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR]
         [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}] [--debug]
@@ -23,12 +24,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or segmentor.')
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector, segmentor or classifier.')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics and logs')
     parser.add_argument(
-        '--out', help='mmdet: a .pkl file for the raw predictions; mmseg: a folder for the '
+        '--out', help='mmdet, mmpretrain: a .pkl file for the raw predictions; mmseg: a folder for the '
         'predicted label maps')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_dataloader.batch_size=2')

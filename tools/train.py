@@ -1,4 +1,5 @@
-"""Train an mmdet or mmseg config (picked by the config's ``default_scope``) with a RegNet backbone.
+"""Train an mmdet, mmseg or mmpretrain config (picked by its ``default_scope``) with a RegNet
+backbone.
 
     python tools/train.py configs/mask_rcnn_regnetx_3.2gf_fpn.py [--work-dir DIR] [--amp]
         [--resume [CHECKPOINT]] [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
@@ -25,7 +26,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Train a detector or segmentor.')
+    parser = argparse.ArgumentParser(description='Train a detector, segmentor or classifier.')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (GPU)')

@@ -233,6 +233,26 @@ def load_checkpoint(path: str, src: str = 'auto', check: bool = True,
     return convert(obj, src=src, check=check)
 
 
+def classifier_accuracy(obj: Any) -> Optional[dict]:
+    """The last validation top-1 accuracy (percent) an mmengine Runner checkpoint of an
+    mmpretrain classifier carries in its message hub, as ``{'top1': float, 'epoch': int,
+    'iter': int}``; None when the checkpoint has none (not a Runner checkpoint, or never
+    validated)."""
+    hub = obj.get('message_hub') if isinstance(obj, dict) else None
+    scalars = hub.get('log_scalars') if isinstance(hub, dict) else None
+    buffer = scalars.get('val/accuracy/top1') if isinstance(scalars, dict) else None
+    try:
+        top1 = float(buffer.current())
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+    found = {'top1': top1}
+    runner_meta = obj.get('meta') if isinstance(obj.get('meta'), dict) else {}
+    for key in ('epoch', 'iter'):
+        if isinstance(runner_meta.get(key), int):
+            found[key] = runner_meta[key]
+    return found
+
+
 def checkpoint_meta(converted: ConvertedCheckpoint, arch: Optional[str] = None,
                     source_sha256: Optional[str] = None,
                     source_file: Optional[str] = None) -> dict:
@@ -341,11 +361,15 @@ def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Opt
     if to != OURS and output_path.endswith('.safetensors') and layout.wrapper:
         raise CheckpointError(f'{to} files are pickles ({layout.wrapper!r} wrapper); use '
                               f'a .pth output path.')
-    converted = load_checkpoint(input_path, src=src)
+    obj = read_checkpoint(input_path)
+    accuracy = classifier_accuracy(obj)
+    converted = convert(obj, src=src)
     if arch is not None:
         check_arch(converted, arch)
     meta = checkpoint_meta(converted, arch=arch, source_sha256=file_sha256(input_path),
                            source_file=os.path.basename(input_path))
+    if accuracy is not None:
+        meta['classifier_accuracy'] = accuracy  # mmpretrain's last validation, in percent
     write_atomic(export_checkpoint(converted, to, meta), output_path, force=force)
     return ConversionReport(output=output_path, source_format=converted.source_format,
                             target_format=to, arch=meta['arch'],

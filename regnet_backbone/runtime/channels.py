@@ -10,6 +10,8 @@ from typing import List, Sequence, Tuple
 from ..design.presets import resolve_arch
 
 BACKBONE_TYPE = 'RegNetBackbone'
+#: mmpretrain necks that pool each map without changing its channels.
+POOLING_NECKS = ('GlobalAveragePooling', 'GeneralizedMeanPooling')
 
 
 def backbone_out_channels(backbone: dict) -> List[int]:
@@ -58,7 +60,8 @@ def follow_backbone_channels(cfg) -> List[str]:
 
     Only the first consumer of the backbone's outputs is touched: the neck when there is one
     (FPN), otherwise the heads (mmseg's ``decode_head`` / ``auxiliary_head``, which read the
-    outputs through ``in_index``). Returns one line per change (``'model.neck.in_channels:
+    outputs through ``in_index``). An mmpretrain classifier's pooling neck keeps the channels,
+    so its ``head`` gets the last output's channels. Returns one line per change (``'model.neck.in_channels:
     [96, ...] -> [32, ...]'``) so that callers can log them; nothing when they already agree or
     the backbone is not a ``RegNetBackbone``.
     """
@@ -70,11 +73,16 @@ def follow_backbone_channels(cfg) -> List[str]:
     heads = _heads(model)
     if any(name.startswith('model.neck') for name, _ in heads):
         heads = [(name, node) for name, node in heads if name.startswith('model.neck')]
+    neck = model.get('neck')
+    classifier = (isinstance(neck, dict) and neck.get('type') in POOLING_NECKS
+                  and isinstance(model.get('head'), dict))
+    if classifier:
+        heads = [('model.head', model['head'])]
     changes = []
     for name, node in heads:
         if 'in_channels' not in node:
             continue
-        want = _expected(node, outs)
+        want = outs[-1] if classifier else _expected(node, outs)
         have = node['in_channels']
         if isinstance(have, tuple):
             have = list(have)

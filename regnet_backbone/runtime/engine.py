@@ -1,7 +1,8 @@
-"""mmdet and mmseg configs on mmengine's Runner: the logic behind tools/train.py and test.py.
+"""mmdet, mmseg and mmpretrain configs on mmengine's Runner: the logic behind tools/train.py and
+test.py.
 
-* :func:`load_config` and :func:`codebase_of`: read a config and tell mmdet from mmseg (its
-  ``default_scope``).
+* :func:`load_config` and :func:`codebase_of`: read a config and tell mmdet, mmseg and
+  mmpretrain apart (its ``default_scope``).
 * :func:`configure_training` / :func:`configure_testing`: apply the command-line options the way
   mmdet's and mmseg's own tools do, and adapt the config to a machine without CUDA.
 * :func:`check_datasets`: fail early, with one sentence, when the data a config reads is absent.
@@ -44,7 +45,7 @@ from ..checkpoints.errors import CheckpointError, CheckpointNotFoundError as _Mi
 from ..checkpoints.io import _history_buffer_method, runner_checkpoint_globals  # noqa: F401
 from .channels import BACKBONE_TYPE, follow_backbone_channels
 
-CODEBASES = ('mmdet', 'mmseg')
+CODEBASES = ('mmdet', 'mmseg', 'mmpretrain')
 DEMO_HINT = 'or run `make demo` to train on a generated synthetic dataset instead'
 
 # Where OpenMMLab's configs expect each public dataset (relative to the working directory).
@@ -55,6 +56,8 @@ _DATASET_LAYOUTS = {
                       'images/{training,validation}/, annotations/{training,validation}/'),
     'CityscapesDataset': ('Cityscapes', 'data/cityscapes/',
                           'leftImg8bit/{train,val}/, gtFine/{train,val}/ with *_labelTrainIds.png'),
+    'ImageNet': ('ImageNet-1k', 'data/imagenet/',
+                 'train/<class>/*.JPEG, val/<class>/*.JPEG, or meta/{train,val}.txt lists'),
 }
 
 
@@ -63,7 +66,7 @@ class ToolError(Exception):
 
 
 class ConfigError(ToolError, ValueError):
-    """The config file is missing, unreadable, or not an mmdet / mmseg config."""
+    """The config file is missing, unreadable, or not an mmdet / mmseg / mmpretrain config."""
 
 
 class DatasetNotFoundError(ToolError, FileNotFoundError):
@@ -118,12 +121,23 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
 
 
 def codebase_of(cfg) -> str:
-    """``'mmdet'`` or ``'mmseg'``, from the config's ``default_scope``."""
+    """``'mmdet'``, ``'mmseg'`` or ``'mmpretrain'``, from the config's ``default_scope``."""
     scope = cfg.get('default_scope')
     if scope not in CODEBASES:
         raise ConfigError(f'unsupported config: default_scope is {scope!r}; tools/train.py and '
-                          f'tools/test.py run mmdet and mmseg configs only.')
+                          f'tools/test.py run mmdet, mmseg and mmpretrain configs only.')
     return scope
+
+
+def _registries(scope: str):
+    """``(MODELS, DATASETS)`` of a codebase; importing it registers its modules."""
+    if scope == 'mmdet':
+        from mmdet.registry import DATASETS, MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import DATASETS, MODELS
+    else:
+        from mmpretrain.registry import DATASETS, MODELS
+    return MODELS, DATASETS
 
 
 def _stem(config_path: str) -> str:
@@ -291,10 +305,7 @@ def _model_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
     """Names and shapes of the state dict of ``cfg.model`` (built once, weights untouched)."""
     from mmengine.registry import DefaultScope
     scope = codebase_of(cfg)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
+    MODELS = _registries(scope)[0]
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -433,7 +444,8 @@ def configure_testing(cfg, config_path: str, checkpoint: str, *, work_dir: Optio
     Args:
         checkpoint: weights to evaluate (a Runner checkpoint or a bare state dict).
         out: mmdet: a ``.pkl`` file receiving the raw predictions (``DumpDetResults``);
-            mmseg: a folder receiving the predicted label maps as PNGs.
+            mmseg: a folder receiving the predicted label maps as PNGs; mmpretrain: a ``.pkl``
+            file receiving the predicted scores and labels (mmengine's ``DumpResults``).
 
     The neck's / heads' ``in_channels`` follow the backbone's arch (changes are logged); the
     checkpoint is checked against the model by :func:`test`.
@@ -447,14 +459,15 @@ def configure_testing(cfg, config_path: str, checkpoint: str, *, work_dir: Optio
     cfg.load_from = checkpoint
     cfg.resume = False
     if out:
-        if codebase == 'mmdet':
+        if codebase in ('mmdet', 'mmpretrain'):
             if not out.endswith(('.pkl', '.pickle')):
-                raise ConfigError(f'--out must be a .pkl or .pickle file for detection, got {out}')
+                task = 'detection' if codebase == 'mmdet' else 'classification'
+                raise ConfigError(f'--out must be a .pkl or .pickle file for {task}, got {out}')
             evaluators = cfg.test_evaluator
             if not isinstance(evaluators, list):
                 evaluators = [evaluators]
-            cfg.test_evaluator = list(evaluators) + [dict(type='DumpDetResults',
-                                                          out_file_path=out)]
+            dump = 'DumpDetResults' if codebase == 'mmdet' else 'DumpResults'
+            cfg.test_evaluator = list(evaluators) + [dict(type=dump, out_file_path=out)]
         else:
             evaluators = cfg.test_evaluator
             for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
@@ -948,10 +961,7 @@ def load_for_inference(cfg, checkpoint: str):
     scope = codebase_of(cfg)
     if not osp.isfile(checkpoint):
         raise CheckpointNotFoundError(f'checkpoint not found: {checkpoint}')
-    if scope == 'mmdet':
-        from mmdet.registry import DATASETS, MODELS
-    else:
-        from mmseg.registry import DATASETS, MODELS
+    MODELS, DATASETS = _registries(scope)
     allow_runner_checkpoints()
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
