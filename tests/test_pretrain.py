@@ -263,3 +263,24 @@ def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path):
     assert len(ours) == 4
     for a, b in zip(ours, theirs):
         assert torch.equal(a, b)
+
+
+def test_study_setup_on_the_short_imagenet_schedule(tmp_path):
+    """A design-space study on the paper's protocol: trials of the 10-epoch classification
+    config, ranked by top-1 (error = 100 - top-1), each head as wide as its sampled last stage."""
+    from mmengine.config import Config
+
+    from regnet_backbone.design.presets import resolve_arch
+    from regnet_backbone.design.results import metric_to_error
+    from regnet_backbone.runtime.study import setup
+    study = setup(osp.join(ROOT, 'configs', 'regnetx_400mf_1xb128-10e_in1k.py'),
+                  str(tmp_path / 'study'), space='anynetx_a', n=3, seed=0,
+                  flops=(360e6, 400e6))
+    assert study['metric'] == 'accuracy/top1' and study['codebase'] == 'mmpretrain'
+    assert metric_to_error('accuracy/top1', 76.5) == pytest.approx(23.5)
+    for trial in study['trials']:
+        cfg = Config.fromfile(str(tmp_path / 'study' / 'trials' / trial['trial'] / 'config.py'))
+        widths = resolve_arch(trial['arch']).widths
+        assert cfg.model.head.in_channels == widths[-1]
+        assert cfg.model.backbone.arch == trial['arch'] and 'init_cfg' not in cfg.model.backbone
+        assert cfg.train_cfg.max_epochs == 10

@@ -29,8 +29,8 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics and logs')
     parser.add_argument(
-        '--out', help='mmdet, mmpretrain: a .pkl file for the raw predictions; mmseg: a folder for the '
-        'predicted label maps')
+        '--out', help='mmdet, mmpretrain: a .pkl file for the raw predictions; mmseg: a folder '
+        'for the predicted label maps')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_dataloader.batch_size=2')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
