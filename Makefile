@@ -9,6 +9,12 @@ DEMO_ARGS ?=
 demo:
 	@py=$$($(SETUP)) && "$$py" tools/demo.py $(DEMO_ARGS)
 
+# The paper's method at CPU size: RegNetX vs AnyNetX_A, 8 trials each, UperNet on the demo's
+# synthetic data, then the report (~25 min on 2 cores). Extra flags: `make study STUDY_ARGS=...`.
+STUDY_ARGS ?=
+study:
+	@py=$$($(SETUP)) && "$$py" tools/study.py demo $(STUDY_ARGS)
+
 test:
 	@py=$$($(SETUP)) && "$$py" -m pytest tests
 

@@ -1,6 +1,8 @@
-"""Write the synthetic shapes dataset (COCO instances + semantic PNGs) used by tests and the demo.
+"""Write a synthetic shapes dataset: detection/segmentation (COCO instances + semantic PNGs, used
+by the tests and `make demo`) or classification (shape and count, one folder per class).
 
     python tools/make_synthetic_data.py data/synthetic --num-train 200 --num-val 40 --size 256
+    python tools/make_synthetic_data.py data/synthetic_cls --task classification
 
 OUT_DIR must be new, empty, or a folder this generator wrote before (it carries the marker file
 ``.regnet-synthetic``); any other folder is refused with one ``error:`` line and left untouched.
@@ -12,26 +14,53 @@ import sys
 # This checkout's library first, even where the shared venv has another checkout installed.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from regnet_backbone.demo.classification import make_synthetic_classification  # noqa: E402
 from regnet_backbone.demo.synthetic import SyntheticDataError, make_synthetic_coco  # noqa: E402
 from regnet_backbone.runtime import cli  # noqa: E402
+
+
+# (num_train, num_val, size) per task.
+DEFAULTS = {'detection': (16, 4, 128), 'classification': (3000, 300, 64)}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', help='output folder: new, empty, or generated before (kept '
                         'when already complete)')
-    parser.add_argument('--num-train', type=int, default=16, help='training images')
-    parser.add_argument('--num-val', type=int, default=4, help='validation images')
-    parser.add_argument('--size', type=int, default=128, help='image side in pixels')
+    parser.add_argument('--task', choices=sorted(DEFAULTS), default='detection',
+                        help='detection: COCO instances and label maps; classification: one '
+                        'of 6 classes (1 or 2 circles, rectangles or triangles) per image, what '
+                        'configs/demo/regnetx_200mf_synthetic_cls.py reads')
+    parser.add_argument('--num-train', type=int, help='training images (default: detection 16, '
+                        'classification 3000)')
+    parser.add_argument('--num-val', type=int, help='validation images (default: 4, 300)')
+    parser.add_argument('--size', type=int, help='image side in pixels (default: 128, 64)')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     cli.add_debug_flag(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    num_train, num_val, size = DEFAULTS[args.task]
+    args.num_train = num_train if args.num_train is None else args.num_train
+    args.num_val = num_val if args.num_val is None else args.num_val
+    args.size = size if args.size is None else args.size
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body():
+        if args.task == 'classification':
+            try:
+                root = make_synthetic_classification(args.out_dir, num_train=args.num_train,
+                                                     num_val=args.num_val, size=args.size,
+                                                     seed=args.seed)
+            except FileExistsError as e:
+                raise SyntheticDataError(str(e)) from None
+            except OSError as e:
+                raise SyntheticDataError(f'cannot write {args.out_dir}: {e.strerror or e}') from e
+            print(f'synthetic classification set ready: {root} ({args.num_train} train / '
+                  f'{args.num_val} val images, {args.size}x{args.size}, seed {args.seed})')
+            return
         try:
             spec = make_synthetic_coco(args.out_dir, num_train=args.num_train,
                                        num_val=args.num_val, size=args.size, seed=args.seed)
