@@ -1,6 +1,8 @@
 # A CPU-sized classification run: RegNetX-200MF learns the synthetic shapes-and-counts set
-# (`regnet_backbone.demo.classification`: 6 classes, 64x64, 3000 train / 300 val images) in a few
-# minutes on 2 cores. Generate the data with
+# (`regnet_backbone.demo.classification`: 6 classes, 64x64, 3000 train / 300 val images) in about
+# 5.5 minutes on 2 cores. Measured: held-out top-1 38.7% at best (37.3% at the end) against 16.7%
+# for chance, while the training loss fell from 1.79 to 1.0: it overfits 3000 images (8 epochs at
+# lr 2e-3 gave 31.7%). It shows the classification path end to end, not a strong classifier. Generate the data with
 #     python tools/make_synthetic_data.py data/synthetic_cls --task classification
 # then `python tools/train.py configs/demo/regnetx_200mf_synthetic_cls.py`.
 # From scratch, so AdamW with a short warm-up and cosine decay instead of pycls's SGD recipe
@@ -33,10 +35,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_epochs = 8
+max_epochs = 16
 optim_wrapper = dict(
     _delete_=True,
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=4e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
