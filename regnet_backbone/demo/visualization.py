@@ -1,7 +1,7 @@
 """Pictures for the demo: predictions drawn on images, and training curves from mmengine's logs.
 
-* :func:`read_scalars`: the training and validation scalars mmengine's ``LocalVisBackend``
-  logged under a work dir (``<timestamp>/vis_data/scalars.json``), resumed runs stitched together.
+* :func:`read_scalars` (from :mod:`regnet_backbone.runtime.logs`): the training and validation
+  scalars mmengine logged under a work dir, resumed runs stitched together.
 * :func:`draw_detections` / :func:`draw_segmentation`: one image with instance masks, boxes,
   class names and scores, or with a label map blended in.
 * :func:`tile`: several pictures in a grid, with captions.
@@ -11,68 +11,17 @@
 Pictures are (H, W, 3) uint8 RGB numpy arrays. Needs numpy, OpenCV and (for the plot)
 matplotlib; imports neither torch nor the OpenMMLab codebases. Nothing here prints.
 """
-import glob
-import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from ..atomic import replace_bytes, replace_file
+from ..runtime.logs import last_metrics, read_scalars  # noqa: F401 (re-exported)
 
 Colour = Tuple[int, int, int]
-
-SCALARS_GLOB = osp.join('*', 'vis_data', 'scalars.json')
-# Keys mmengine logs beside the losses and metrics of a training iteration.
-_TRAIN_MARKER = 'loss'
-
-
-# --- logs ----------------------------------------------------------------------------------------
-def _read_json_lines(path: str) -> List[Dict]:
-    records = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # the last line of a killed run may be cut short
-                continue
-    return records
-
-
-def read_scalars(work_dir: str) -> Tuple[List[Dict], List[Dict]]:
-    """The scalars logged by every run in ``work_dir``, as ``(train, val)`` record lists.
-
-    Each record is a dict with ``step`` (the iteration) and the logged values: training records
-    have ``loss`` (and its parts, ``lr``, ...), validation records the metrics (e.g.
-    ``coco/bbox_mAP``, ``mIoU``). Runs are read oldest first (mmengine names their folders by
-    start time); a run replaces every record of earlier runs from its first step on, so a resumed
-    run continues the curve and a fresh run in the same folder starts it again. Both lists are
-    sorted by step. Missing logs give empty lists.
-    """
-    merged: List[Dict] = []
-    for path in sorted(glob.glob(osp.join(work_dir, SCALARS_GLOB))):
-        records = [r for r in _read_json_lines(path) if isinstance(r.get('step'), int)]
-        if not records:
-            continue
-        first = min(r['step'] for r in records)
-        merged = [r for r in merged if r['step'] < first] + records
-    merged.sort(key=lambda r: r['step'])
-    train = [r for r in merged if _TRAIN_MARKER in r]
-    val = [r for r in merged if _TRAIN_MARKER not in r]
-    return train, val
-
-
-def last_metrics(val_records: Sequence[Dict], keys: Sequence[str]) -> Optional[Dict]:
-    """The values of ``keys`` in the latest validation record that has them all, else None."""
-    for record in reversed(val_records):
-        if all(k in record for k in keys):
-            return {k: record[k] for k in keys}
-    return None
 
 
 # --- drawing -------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ Library code: nothing here prints or exits; problems raise :class:`StudyError`.
 import contextlib
 import copy
 import datetime
-import glob
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from ..atomic import replace_bytes
 from .channels import BACKBONE_TYPE, follow_backbone_channels
 from .engine import ToolError, codebase_of, load_config
+from .logs import read_scalars
 
 STUDY_FILE = 'study.json'
 RESULTS_FILE = 'results.json'
@@ -617,26 +617,6 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
 
 
 # --- collect ---------------------------------------------------------------------------------------
-def read_scalars(work_dir: str) -> Tuple[List[Dict], List[Dict]]:
-    """mmengine's scalars (``<timestamp>/vis_data/scalars.json``) of every run in a trial's work
-    dir, as ``(train, val)`` record lists sorted by ``step``. A later run replaces the records
-    of earlier runs from its first step on (a resumed run continues the curve)."""
-    merged: List[Dict] = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        records = []
-        with open(path) as f:
-            for line in f:
-                with contextlib.suppress(ValueError):  # a killed run may leave half a line
-                    record = json.loads(line)
-                    if isinstance(record, dict) and isinstance(record.get('step'), int):
-                        records.append(record)
-        if records:
-            first = min(r['step'] for r in records)
-            merged = [r for r in merged if r['step'] < first] + records
-    merged.sort(key=lambda r: r['step'])
-    return ([r for r in merged if 'loss' in r], [r for r in merged if 'loss' not in r])
-
-
 def _metric_values(record: dict) -> Dict[str, float]:
     return {k: float(v) for k, v in record.items()
             if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
