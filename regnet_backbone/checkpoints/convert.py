@@ -21,6 +21,7 @@ from ..design.presets import PRESETS, get_preset
 from .architecture import Architecture, expected_shapes, infer_architecture
 from .errors import (ArchitectureMismatchError, CheckpointError, NotRegNetError,
                      OutputExistsError, UnknownFormatError)
+from .fit import compare
 from .formats import OURS, KeyLayout, detect_layout, get_layout, unmatched_keys
 from .io import file_sha256, nonfinite_tensors, read_checkpoint, write_atomic
 
@@ -125,18 +126,9 @@ def check_tensors(state_dict: Dict[str, torch.Tensor],
         if key not in state_dict and key.endswith('.num_batches_tracked'):
             state_dict[key] = torch.tensor(0, dtype=torch.long)
             filled.append(key)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [f'{k} {list(state_dict[k].shape)} != {list(s)}' for k, s in expected.items()
-             if k in state_dict and tuple(state_dict[k].shape) != tuple(s)]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (('missing', missing), ('unexpected', unexpected),
-                             ('wrong shape', wrong)):
-            if items:
-                more = f' and {len(items) - 3} more' if len(items) > 3 else ''
-                parts.append(f'{len(items)} {label} ({", ".join(items[:3])}{more})')
-        raise NotRegNetError(f'the tensors do not form {what}: {"; ".join(parts)}; {cause}.')
+    mismatch = compare(state_dict, expected)
+    if mismatch:
+        raise NotRegNetError(f'the tensors do not form {what}: {mismatch.summary()}; {cause}.')
     return filled
 
 
