@@ -153,7 +153,25 @@ def _unsafe_reason(error: Exception) -> Optional[str]:
     return None
 
 
+# What torch.save writes starts with a zip archive's header (torch >= 1.6) or a pickle's
+# protocol opcode (the legacy format: protocol 2). Other pickles are let through too, so that a
+# malicious one is reported as such by the weights-only unpickler.
+_ZIP_HEADER = b'PK'
+_PICKLE_PROTOCOLS = (2, 3, 4, 5)
+
+
+def _looks_like_torch_file(path: str) -> bool:
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return head == _ZIP_HEADER or (len(head) == 2 and head[0] == 0x80
+                                   and head[1] in _PICKLE_PROTOCOLS)
+
+
 def _read_pickle(path: str) -> Any:
+    if not _looks_like_torch_file(path):  # decided by the header, not by how unpickling fails
+        raise CheckpointReadError(
+            f'{path} is not a checkpoint (its bytes are not a PyTorch pickle): another kind of '
+            f'file, or a corrupted download; pass a .pth/.pyth/.safetensors checkpoint.')
     try:
         with warnings.catch_warnings():  # e.g. about the pickle protocol: the library is quiet
             warnings.simplefilter('ignore')
