@@ -20,6 +20,7 @@ model = dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='RegNetBackbone',
+        in_channel_order='RGB',
         arch=arch,
         out_indices=(3, ),
         norm_cfg=dict(type='BN', requires_grad=True),

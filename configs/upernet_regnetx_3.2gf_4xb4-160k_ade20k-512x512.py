@@ -20,6 +20,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='RegNetBackbone',
+        in_channel_order='RGB',
         arch=arch,
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,

@@ -247,7 +247,7 @@ def build_detector(config: str, cfg_options: Optional[dict] = None) -> nn.Module
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    import regnet_backbone  # noqa: F401  (registers RegNetBackbone)
+    from .runtime import registry  # noqa: F401  (registers RegNetBackbone)
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     if cfg_options:

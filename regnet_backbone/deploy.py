@@ -111,6 +111,8 @@ def build_backbone(arch: Optional[str] = None, config: Optional[str] = None,
     if out_indices is not None:
         kwargs['out_indices'] = tuple(out_indices)
     kwargs['channels_last'] = False  # ONNX has no memory format; NCHW is the contract
+    if config is None and kwargs.get('in_channels', 3) == 3:
+        kwargs['in_channel_order'] = 'RGB'  # an arch alone: the exported model takes RGB
     try:
         model = RegNetBackbone(**kwargs)
     except (ValueError, KeyError, TypeError) as error:

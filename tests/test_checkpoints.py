@@ -3,8 +3,9 @@
 Every reference network (torchvision, timm, pycls, mmdet) is built offline with random weights and
 random BN affine parameters and running statistics, saved in its own file layout, converted
 (through the CLI and through ``load_pretrained``) and run next to ``RegNetBackbone``: all four
-stage outputs must agree. pycls and mmdet weights expect BGR, so their reference gets the
-channel-reversed image while ours gets RGB.
+stage outputs must agree. pycls and mmdet weights expect BGR; converted files and backbones that
+declare ``in_channel_order='RGB'`` expect RGB, so there the reference gets the channel-reversed
+image while ours gets RGB (tests/test_migration.py covers the undeclared, native-order case).
 """
 import importlib.util
 import os
@@ -96,10 +97,10 @@ def stages_sx(model, x):
     return outs
 
 
-def empty_backbone(arch) -> RegNetBackbone:
+def empty_backbone(arch, **kwargs) -> RegNetBackbone:
     """Our backbone with uninitialised weights (building on 'meta' skips the costly init)."""
     with torch.device('meta'):
-        model = RegNetBackbone(arch=arch)
+        model = RegNetBackbone(arch=arch, **kwargs)
     return model.to_empty(device='cpu').eval()
 
 
@@ -292,9 +293,10 @@ def test_pycls_numerically(preset, tmp_path):
         expected = stages_sx(ref, x.flip(1))  # pycls weights see BGR
     path = tmp_path / f'{PRESETS[preset].pycls_name}_dds_8gpu.pyth'
     torch.save({'epoch': 100, 'model_state': ref.state_dict()}, path)
-    model = empty_backbone(preset)
+    model = empty_backbone(preset, in_channel_order='RGB')
     loaded = load_pretrained(model, path)
     assert loaded.source_format == 'pycls' and loaded.arch == preset
+    assert loaded.native_order == 'BGR' and model.expected_channel_order == 'RGB'
     assert_same_stages(run_ours(model, x), expected)
     if preset == 'regnety_200mf':
         out = tmp_path / 'converted.pth'
@@ -340,7 +342,7 @@ def test_mmdet_numerically(arch, tmp_path):
         model = RegNetBackbone(arch=preset, init_cfg=dict(type='Pretrained', checkpoint=str(out)))
         model.init_weights()
     else:
-        model = empty_backbone(preset)
+        model = empty_backbone(preset, in_channel_order='RGB')
         load_pretrained(model, path)
     assert_same_stages(run_ours(model, x), expected)
 

@@ -76,11 +76,16 @@ def test_config_builds_with_matching_channels(name):
     backbone_cfg = cfg.model.backbone
     assert backbone_cfg.type == 'RegNetBackbone'
     # The checkpoint convention, and RGB input with ImageNet statistics (what converted weights
-    # expect), for every config.
+    # expect, and what every config's backbone declares), for every config.
     raw = Config.fromfile(osp.join(CONFIG_DIR, name)).model.backbone.init_cfg
-    assert raw == dict(type='Pretrained', checkpoint=f'checkpoints/{backbone_cfg.arch}_rgb.pth')
+    if name.endswith('_scratch.py'):  # from-scratch recipes load no weights
+        assert raw is None
+    else:
+        assert raw == dict(type='Pretrained',
+                           checkpoint=f'checkpoints/{backbone_cfg.arch}_rgb.pth')
     pre = cfg.model.data_preprocessor
     assert (pre.mean, pre.std, pre.bgr_to_rgb) == (RGB_MEAN, RGB_STD, True)
+    assert backbone_cfg.in_channel_order == 'RGB'
 
     model = build(cfg)
     out_channels = list(model.backbone.out_channels)

@@ -493,3 +493,58 @@ def test_runner_checkpoint_converts_to_a_backbone_checkpoint(det_run, tmp_path):
     runner = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
     for key, value in model.state_dict().items():
         assert torch.equal(value, runner['state_dict'][f'backbone.{key}']), key
+
+
+BGR_FEED = """
+_base_ = {base!r}
+model = dict(
+    data_preprocessor=dict(mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395],
+                           bgr_to_rgb=False),
+    backbone=dict(in_channel_order=None),
+    test_cfg=dict(rcnn=dict(score_thr=0.0)))  # random weights: keep every detection
+"""
+MMDET_TWIN = """
+_base_ = {base!r}
+model = dict(backbone=dict(_delete_=True, type='RegNet', arch='regnetx_400mf', norm_eval=False,
+                           init_cfg=None))
+"""
+
+
+def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_path):
+    """mmdet's names (backbone.conv1, backbone.layer1.0.bn1, ...) are translated on load: our
+    detector predicts exactly what mmdet's RegNet detector predicts from the same file."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    config, _, _ = det_run
+    ours = tmp_path / 'ours_bgr.py'
+    ours.write_text(BGR_FEED.format(base=str(config)))
+    twin = tmp_path / 'mmdet_twin.py'
+    twin.write_text(MMDET_TWIN.format(base=str(ours)))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(Config.fromfile(str(twin)).model)
+    model.init_weights()
+    assert 'backbone.layer1.0.bn1.weight' in model.state_dict()
+    checkpoint = tmp_path / 'mmdet_regnet_detector.pth'
+    # As mmengine's Runner saves it: the training config's text in meta['cfg'] (BGR feed).
+    torch.save({'meta': {'mmdet_version': '3.3.0', 'cfg': Config.fromfile(str(twin)).pretty_text},
+                'state_dict': model.state_dict()}, checkpoint)
+    predictions = {}
+    for name, cfg in (('mmdet', twin), ('ours', ours)):
+        out = tmp_path / f'{name}.pkl'
+        proc = run_tool(TEST, cfg, checkpoint, '--work-dir', tmp_path / name, '--out', out)
+        assert proc.returncode == 0, _explain(proc)
+        with open(out, 'rb') as f:
+            predictions[name] = pickle.load(f)
+    assert 'renamed from mmdet' in proc.stdout + proc.stderr
+    for a, b in zip(predictions['ours'], predictions['mmdet']):
+        a, b = a['pred_instances'], b['pred_instances']
+        assert len(b['scores']) > 0
+        assert torch.allclose(a['bboxes'], b['bboxes'], atol=1e-3)
+        assert torch.allclose(a['scores'], b['scores'], atol=1e-6)
+    # The same BGR weights fed RGB (the base config's preprocessor) cannot be right.
+    rgb_feed = tmp_path / 'ours_rgb_feed.py'
+    rgb_feed.write_text(f'_base_ = {str(config)!r}\nmodel = dict(backbone=dict('
+                        'in_channel_order=None))\n')
+    line = _one_error_line(run_tool(TEST, rgb_feed, checkpoint, '--work-dir', tmp_path / 'x'))
+    assert 'expects BGR' in line and 'feeds RGB' in line and "in_channel_order='RGB'" in line

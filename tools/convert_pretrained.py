@@ -5,10 +5,19 @@
     python tools/convert_pretrained.py ours.pth theirs.pth --to timm      # export the other way
 
     python tools/convert_pretrained.py work_dirs/mask_rcnn/iter_90000.pth backbone.pth  # Runner
+    python tools/convert_pretrained.py mask_rcnn_regnetx-3.2GF_fpn_1x_coco.pth ours.pth --whole-model
 
 The output (``{'state_dict', 'meta'}``) expects RGB input normalised with the ImageNet mean/std on
-the 0-255 scale, whatever the source's channel order was. Load it with
+the 0-255 scale, whatever the source's channel order was (``--channel-order BGR`` keeps pycls's
+and mmdet's BGR); ``meta['channel_order']`` records it. Load it with
 ``init_cfg=dict(type='Pretrained', checkpoint=OUTPUT)``.
+
+``--whole-model`` translates a whole mmdet detector or mmpretrain classifier built on their
+``RegNet``: the backbone's tensors are renamed and every neck and head tensor is kept; nothing is
+flipped. ``meta`` records the channel order the detector was trained on, read from the config text
+the file carries (or given with ``--channel-order``). Use it as ``load_from`` or as
+tools/test.py's CHECKPOINT with the same config, ``type='RegNet'`` changed to
+``type='RegNetBackbone'`` (load_from and tools/test.py also translate such files on the fly).
 
 The output folder is created when missing. With ``--force`` an existing OUTPUT is replaced
 atomically; a symlink is written through to its target, and a folder, FIFO or device is
@@ -22,7 +31,8 @@ import sys
 # This checkout's library first, even where the shared venv has another checkout installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from regnet_backbone.checkpoints import LAYOUTS, OURS, SOURCE_FORMATS, convert_file  # noqa: E402
+from regnet_backbone.checkpoints import (LAYOUTS, OURS, SOURCE_FORMATS,  # noqa: E402
+                                         CheckpointError, convert_file, convert_model_file)
 from regnet_backbone.runtime import cli  # noqa: E402
 
 
@@ -43,6 +53,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--arch', help='preset the checkpoint must be, e.g. regnetx_3.2gf')
     parser.add_argument('--to', default=OURS, choices=tuple(LAYOUTS),
                         help=f'layout to write (default: {OURS}; others export back)')
+    parser.add_argument('--channel-order', choices=('RGB', 'BGR'),
+                        help='colour order the written first conv expects (default: RGB); with '
+                        '--whole-model: the order the model was trained on, recorded in meta '
+                        '(default: read from the file\'s own config text)')
+    parser.add_argument('--whole-model', action='store_true',
+                        help='translate a whole mmdet detector / mmpretrain classifier built on '
+                        'their RegNet (backbone renamed, neck and heads kept) instead of '
+                        'extracting its backbone')
     parser.add_argument('--force', action='store_true',
                         help='overwrite OUTPUT if it exists (a symlink is written through)')
     cli.add_debug_flag(parser)
@@ -56,8 +74,11 @@ def main(argv=None) -> int:
 
 
 def convert(args) -> int:
+    if args.whole_model:
+        return convert_model(args)
     report = convert_file(args.input, args.output, src=args.src, arch=args.arch,
-                          force=args.force, to=args.to)
+                          force=args.force, to=args.to,
+                          channel_order=args.channel_order or 'RGB')
     if report.nonfinite:
         names = ', '.join(report.nonfinite[:3]) + (' ...' if len(report.nonfinite) > 3 else '')
         print(f'warning: {len(report.nonfinite)} tensors hold NaN or Inf ({names}); the source '
@@ -71,6 +92,23 @@ def convert(args) -> int:
     if report.filled:
         print(f'num_batches_tracked created: {len(report.filled)}')
     print(f'wrote {report.output}')
+    return 0
+
+
+def convert_model(args) -> int:
+    if args.to != OURS or args.arch or args.src not in ('auto', 'mmdet'):
+        raise CheckpointError('--whole-model translates mmdet\'s RegNet names to ours; it takes '
+                             'no --to, --arch or --src other than mmdet.')
+    found = convert_model_file(args.input, args.output, channel_order=args.channel_order,
+                               force=args.force)
+    for part in found:
+        order = (f'trained on {part.channel_order} input' if part.channel_order else
+                 'channel order not recorded in the file (--channel-order records the one it '
+                 'was trained with)')
+        print(f'backbone {part.prefix!r}: {part.renamed} tensors renamed mmdet -> {OURS}; '
+              f'{order}')
+    print('neck and head tensors: kept as they are')
+    print(f'wrote {args.output}')
     return 0
 
 

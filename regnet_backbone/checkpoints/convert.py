@@ -1,14 +1,18 @@
 """Conversion between checkpoint layouts, and strict loading into a model.
 
 Import (theirs -> ours): unwrap the file, keep the backbone's tensors (BN running statistics and
-``num_batches_tracked`` included), drop the classifier, rename with the layout's table, flip the
-first conv from BGR to RGB for pycls and mmdet, read the architecture off the shapes and check
-that every tensor of that architecture is present with the right shape.
+``num_batches_tracked`` included), drop the classifier, rename with the layout's table, put the
+first conv in the wanted channel order, read the architecture off the shapes and check that every
+tensor of that architecture is present with the right shape.
 Export (ours -> theirs) is the same table read backwards.
 
-Converted checkpoints always expect RGB input normalised with the ImageNet statistics below on the
-0-255 scale. pycls and mmdet weights expect BGR with the same numbers in BGR order, so reversing the
-first conv's input channels is all the conversion needs.
+Channel order: every file has a *native* order, the colour order its first conv expects (pycls
+and mmdet: BGR; torchvision and timm: RGB; our files: ``meta['channel_order']``). Both orders use
+the ImageNet statistics below on the 0-255 scale (in that order), so reversing the first conv's
+input channels is all a change of order needs. ``convert`` and ``load_pretrained`` deliver the
+order asked for, or the native one when none is asked for (``channel_order=None``).
+Whole-model checkpoints (an mmdet detector or mmpretrain classifier built on mmdet's ``RegNet``)
+are translated by :func:`translate_model_state_dict`: backbone tensors renamed, the rest kept.
 """
 import os
 from dataclasses import dataclass, field
@@ -22,12 +26,15 @@ from .architecture import Architecture, expected_shapes, infer_architecture
 from .errors import (ArchitectureMismatchError, CheckpointError, NotRegNetError,
                      OutputExistsError, UnknownFormatError)
 from .fit import compare
-from .formats import OURS, KeyLayout, detect_layout, get_layout, unmatched_keys
+from .formats import (EXTENSION_KEY, MMDET, OURS, KeyLayout, detect_layout, get_layout,
+                      unmatched_keys)
 from .io import file_sha256, nonfinite_tensors, read_checkpoint, write_atomic
 
 #: What converted checkpoints expect: RGB, 0-255, these per-channel statistics.
 RGB_MEAN = (123.675, 116.28, 103.53)
 RGB_STD = (58.395, 57.12, 57.375)
+#: The colour orders a first conv can expect.
+CHANNEL_ORDERS = ('RGB', 'BGR')
 
 #: Bumped when the layout of converted files changes.
 FORMAT_VERSION = 1
@@ -47,6 +54,8 @@ class ConvertedCheckpoint:
         dropped: source tensor names left out (classifier head, non-backbone modules).
         filled: our tensor names the source lacked and that were created (``num_batches_tracked``).
         source_meta: the source file's ``meta`` dict, if it had one.
+        channel_order: the colour order ``state_dict``'s first conv expects, 'RGB' or 'BGR'.
+        native_order: the order the source file's first conv expected.
     """
     state_dict: Dict[str, torch.Tensor]
     architecture: Architecture
@@ -55,6 +64,8 @@ class ConvertedCheckpoint:
     filled: List[str] = field(default_factory=list)
     source_meta: dict = field(default_factory=dict)
     partial: Optional['PartialLoad'] = None
+    channel_order: str = 'RGB'
+    native_order: str = 'RGB'
 
     @property
     def arch(self) -> Optional[str]:
@@ -132,14 +143,42 @@ def check_tensors(state_dict: Dict[str, torch.Tensor],
     return filled
 
 
-def _check_channel_order(meta: Mapping, layout: KeyLayout) -> None:
-    if layout.name == OURS and meta.get('channel_order', 'RGB') != 'RGB':
-        raise CheckpointError(f"the checkpoint's meta says channel_order "
-                              f"{meta['channel_order']!r}; only RGB files are supported, so "
-                              f"convert it from its original source again.")
+def check_channel_order(order: Optional[str], what: str = 'channel_order') -> Optional[str]:
+    """``order`` upper-cased if it is 'RGB', 'BGR' (or None); ``CheckpointError`` otherwise."""
+    if order is None:
+        return None
+    if not isinstance(order, str) or order.upper() not in CHANNEL_ORDERS:
+        raise CheckpointError(f"{what}={order!r} is not a channel order; use 'RGB' or 'BGR' "
+                              f"(or leave it unset to keep the weights' own order).")
+    return order.upper()
 
 
-def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpoint:
+def native_order(layout: KeyLayout, meta: Mapping) -> str:
+    """The channel order a file of ``layout`` with ``meta`` expects (ours: its meta says)."""
+    if layout.name == OURS:
+        # A training checkpoint records its backbone's order by prefix (RegNetCheckpointHook).
+        recorded = meta.get('regnet_channel_order')
+        order = meta.get('channel_order') or (
+            recorded.get('backbone.') if isinstance(recorded, Mapping) else None)
+        return check_channel_order(order or 'RGB', "the checkpoint's meta channel_order")
+    return layout.channel_order
+
+
+def channel_statistics(order: str) -> Tuple[List[float], List[float]]:
+    """The ImageNet mean and std (0-255 scale) in ``order``."""
+    if order == 'BGR':
+        return list(RGB_MEAN[::-1]), list(RGB_STD[::-1])
+    return list(RGB_MEAN), list(RGB_STD)
+
+
+def _split_extensions(state_dict: Dict[str, torch.Tensor]):
+    """(the RegNet's own tensors, the DCN-offset and plugin tensors) of a state dict in ours."""
+    core = {k: v for k, v in state_dict.items() if not EXTENSION_KEY.match(k)}
+    return core, {k: v for k, v in state_dict.items() if k not in core}
+
+
+def convert(obj: Any, src: str = 'auto', check: bool = True,
+            channel_order: Optional[str] = 'RGB') -> ConvertedCheckpoint:
     """Convert a loaded checkpoint (any supported layout) to ours, in memory.
 
     Args:
@@ -147,7 +186,10 @@ def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpo
         src: 'auto' to detect the layout, or 'pycls', 'torchvision', 'timm', 'mmdet',
             'regnet_backbone'.
         check: require exactly the tensors of the inferred architecture (stride 2 per stage);
-            ``load_pretrained`` checks against the model instead.
+            ``load_pretrained`` checks against the model instead. DCN offsets and plugins
+            (mmdet's ``RegNet`` extensions) are kept and left to that check.
+        channel_order: the colour order the returned first conv expects ('RGB', 'BGR'), or
+            None for the file's native order.
     Raises ``UnknownFormatError``/``AmbiguousFormatError`` for names that fit no/several layouts
     and ``NotRegNetError`` for shapes that are not a RegNet.
     """
@@ -165,7 +207,8 @@ def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpo
             raise UnknownFormatError(
                 f'{len(stray)} of {len(state_dict)} tensor names are not part of the {layout.name} '
                 f'layout (e.g. {", ".join(stray[:3])}){guess}.')
-    _check_channel_order(meta, layout)
+    wanted = check_channel_order(channel_order)
+    native = native_order(layout, meta)
     ours: Dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if layout.is_head(key):
@@ -179,16 +222,19 @@ def convert(obj: Any, src: str = 'auto', check: bool = True) -> ConvertedCheckpo
         ours[name] = tensor
     if _STEM_WEIGHT not in ours:
         raise NotRegNetError('the checkpoint has no stem conv; pass a full RegNet backbone.')
-    if layout.channel_order == 'BGR':
+    order = wanted or native
+    if order != native:
         _flip_first_conv(ours, _STEM_WEIGHT)
     architecture = infer_architecture(ours)
     filled = []
     if check:
-        filled = check_tensors(ours, expected_shapes(architecture),
+        core, extensions = _split_extensions(ours)
+        filled = check_tensors(core, expected_shapes(architecture),
                                f'the RegNet its shapes describe, {architecture.describe()}')
+        ours = {**core, **extensions}
     return ConvertedCheckpoint(state_dict=ours, architecture=architecture,
                                source_format=layout.name, dropped=dropped, filled=filled,
-                               source_meta=meta)
+                               source_meta=meta, channel_order=order, native_order=native)
 
 
 def select_prefix(obj: Any, prefix: str) -> Dict[str, torch.Tensor]:
@@ -214,15 +260,19 @@ def select_prefix(obj: Any, prefix: str) -> Dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str, src: str = 'auto', check: bool = True,
-                    prefix: Optional[str] = None) -> ConvertedCheckpoint:
+                    prefix: Optional[str] = None,
+                    channel_order: Optional[str] = 'RGB') -> ConvertedCheckpoint:
     """Read ``path`` safely and convert it to our layout in memory (see ``convert``).
 
     ``prefix``: keep only the tensors under this name prefix first (``'backbone.'``).
     """
     obj = read_checkpoint(path)
     if prefix:
+        meta = obj.get('meta') if isinstance(obj, Mapping) else None
         obj = select_prefix(obj, prefix)
-    return convert(obj, src=src, check=check)
+        if isinstance(meta, Mapping):  # keep the file's own channel order with its tensors
+            obj = {'state_dict': obj, 'meta': dict(meta)}
+    return convert(obj, src=src, check=check, channel_order=channel_order)
 
 
 def classifier_accuracy(obj: Any) -> Optional[dict]:
@@ -258,9 +308,9 @@ def checkpoint_meta(converted: ConvertedCheckpoint, arch: Optional[str] = None,
         'spec': converted.architecture.to_meta(),
         'stem_channels': converted.architecture.stem_channels,
         'in_channels': converted.architecture.in_channels,
-        'channel_order': 'RGB',
-        'mean': list(RGB_MEAN),
-        'std': list(RGB_STD),
+        'channel_order': converted.channel_order,
+        'mean': channel_statistics(converted.channel_order)[0],
+        'std': channel_statistics(converted.channel_order)[1],
         'dropped': list(converted.dropped),
         'converter': 'regnet_backbone.checkpoints',
     }
@@ -292,13 +342,16 @@ class ConversionReport:
     nonfinite: List[str] = field(default_factory=list)
 
 
-def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str) -> Dict[str, torch.Tensor]:
-    """Rename a state dict in our layout to ``fmt``'s names (no classifier head).
+def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str,
+                      channel_order: str = 'RGB') -> Dict[str, torch.Tensor]:
+    """Rename a state dict in our layout, whose first conv expects ``channel_order``, to
+    ``fmt``'s names (no classifier head) and ``fmt``'s native order.
 
-    pycls and mmdet get their first conv flipped back to BGR. mmdet's RegNet has no SE, so a
-    RegNetY cannot be exported to it (``CheckpointError``).
+    pycls and mmdet get a BGR first conv. mmdet's RegNet has no SE, so a RegNetY cannot be
+    exported to it (``CheckpointError``).
     """
     layout = get_layout(fmt)
+    channel_order = check_channel_order(channel_order)
     out = {}
     for key, tensor in state_dict.items():
         theirs = layout.from_ours(key)
@@ -307,7 +360,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str) -> Dict[
                                   f'SE), so this network cannot be exported to {layout.name}; '
                                   f'export to pycls, torchvision or timm.')
         out[theirs] = tensor
-    if layout.channel_order == 'BGR':
+    if layout.channel_order != channel_order:
         _flip_first_conv(out, layout.from_ours(_STEM_WEIGHT))
     return out
 
@@ -317,7 +370,7 @@ def export_checkpoint(converted: ConvertedCheckpoint, fmt: str, meta: Optional[d
     layout = get_layout(fmt)
     if layout.name == OURS:
         return {'state_dict': dict(converted.state_dict), 'meta': meta or {}}
-    state_dict = export_state_dict(converted.state_dict, fmt)
+    state_dict = export_state_dict(converted.state_dict, fmt, converted.channel_order)
     if layout.wrapper == 'state_dict':
         return {'state_dict': state_dict, 'meta': {'exported_by': 'regnet_backbone',
                                                    'channel_order': layout.channel_order}}
@@ -326,13 +379,27 @@ def export_checkpoint(converted: ConvertedCheckpoint, fmt: str, meta: Optional[d
     return state_dict
 
 
+def _check_output(output_path: str, force: bool) -> None:
+    """Fail before a (possibly long) read when the output cannot be written."""
+    if os.path.lexists(output_path) and not force:
+        raise OutputExistsError(f'{output_path} already exists; pass --force (force=True) to '
+                                f'overwrite it or choose another output path.')
+    try:
+        resolve_output(output_path)  # a FIFO or a device is refused before the read
+    except NotARegularFileError as error:
+        raise CheckpointError(str(error)) from None
+
+
 def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Optional[str] = None,
-                 force: bool = False, to: str = OURS) -> ConversionReport:
+                 force: bool = False, to: str = OURS,
+                 channel_order: str = 'RGB') -> ConversionReport:
     """Convert the checkpoint at ``input_path`` and write it atomically to ``output_path``.
 
     With ``to='regnet_backbone'`` (default) the output is
     ``{'state_dict': ..., 'meta': {'source_format', 'source_sha256', 'arch', 'spec',
-    'channel_order': 'RGB', 'mean', 'std', ...}}``; other ``to`` values export to that layout.
+    'channel_order', 'mean', 'std', ...}}`` with the first conv in ``channel_order`` (RGB by
+    default; 'BGR' keeps pycls's and mmdet's order); other ``to`` values export to that
+    layout, in its native order.
     ``arch`` (a preset name) must describe the checkpoint. Nothing is written on any error.
     Runner checkpoints (an mmdet / mmseg / mmpretrain model trained with this backbone, or with
     mmdet's ``RegNet``) are read with the same allow-list as ``--resume`` and give their
@@ -341,21 +408,15 @@ def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Opt
     through, a folder, FIFO or device is refused; a missing output folder is created.
     """
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
-    if os.path.lexists(output_path) and not force:
-        # Fail before the (possibly long) read; write_atomic checks again.
-        raise OutputExistsError(f'{output_path} already exists; pass --force (force=True) to '
-                                f'overwrite it or choose another output path.')
-    try:
-        resolve_output(output_path)  # a FIFO or a device is refused before the read
-    except NotARegularFileError as error:
-        raise CheckpointError(str(error)) from None
+    _check_output(output_path, force)  # write_atomic checks again
+    channel_order = check_channel_order(channel_order)
     layout = get_layout(to)
     if to != OURS and output_path.endswith('.safetensors') and layout.wrapper:
         raise CheckpointError(f'{to} files are pickles ({layout.wrapper!r} wrapper); use '
                               f'a .pth output path.')
     obj = read_checkpoint(input_path)
     accuracy = classifier_accuracy(obj)
-    converted = convert(obj, src=src)
+    converted = convert(obj, src=src, channel_order=channel_order)
     if arch is not None:
         check_arch(converted, arch)
     meta = checkpoint_meta(converted, arch=arch, source_sha256=file_sha256(input_path),
@@ -381,12 +442,15 @@ class PartialLoad:
 
 
 def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto',
-                    prefix: Optional[str] = None, strict: bool = True) -> ConvertedCheckpoint:
+                    prefix: Optional[str] = None, strict: bool = True,
+                    channel_order: Optional[str] = None) -> ConvertedCheckpoint:
     """Load any supported RegNet checkpoint into ``model`` (a ``RegNetBackbone``).
 
     Unconverted files (pycls, torchvision, timm, mmdet) are converted in memory; ``prefix``
     (``'backbone.'``) first keeps only the tensors under that prefix, as mmengine's
-    ``Pretrained`` init does. Strict by default: the checkpoint's architecture must equal the
+    ``Pretrained`` init does. The first conv is put in ``channel_order``, else in the model's
+    declared ``in_channel_order``, else left in the file's native order; the order the loaded
+    weights expect is recorded as ``model.weights_channel_order``. Strict by default: the checkpoint's architecture must equal the
     model's (else ``ArchitectureMismatchError`` giving both sets of depths and widths) and every
     tensor must be present with the model's shape; no tensor is copied otherwise.
 
@@ -394,7 +458,8 @@ def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto',
     shape match are copied, the rest keep their values, and ``converted.partial`` (a
     :class:`PartialLoad`) says what was left out. Returns what was loaded.
     """
-    converted = load_checkpoint(path, src=src, check=False, prefix=prefix)
+    order = check_channel_order(channel_order) or getattr(model, 'in_channel_order', None)
+    converted = load_checkpoint(path, src=src, check=False, prefix=prefix, channel_order=order)
     target = model.state_dict()
     if not strict:
         state = converted.state_dict
@@ -405,6 +470,7 @@ def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto',
             unexpected=[k for k in state if k not in target],
             wrong_shape=[k for k in state if k in shapes and k not in fits])
         model.load_state_dict(fits, strict=False)
+        _record_order(model, converted)
         return converted
     try:
         expected = infer_architecture(target)
@@ -425,4 +491,10 @@ def load_pretrained(model: torch.nn.Module, path: str, src: str = 'auto',
     except NotRegNetError as error:
         raise ArchitectureMismatchError(f'{path}: {error}') from None
     model.load_state_dict(converted.state_dict, strict=True)
+    _record_order(model, converted)
     return converted
+
+
+def _record_order(model: torch.nn.Module, converted: ConvertedCheckpoint) -> None:
+    if converted.architecture.in_channels == 3:
+        model.weights_channel_order = converted.channel_order

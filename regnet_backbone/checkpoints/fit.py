@@ -6,7 +6,7 @@ with a randomly initialised network. The engine compares names and shapes with t
 first and refuses a file that does not fit.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
@@ -73,18 +73,3 @@ def compare(state_dict: Mapping[str, torch.Tensor],
         unexpected=[k for k in state_dict if k not in expected],
         wrong_shape=[f'{k} {list(state_dict[k].shape)} != {list(s)}' for k, s in expected.items()
                      if k in state_dict and tuple(state_dict[k].shape) != tuple(s)])
-
-
-def describe_contents(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """What a state dict holds, when it can be told: ``'a model whose backbone is regnetx_400mf
-    (...)'`` or ``'a bare RegNet backbone, regnetx_3.2gf (...)'``; None otherwise."""
-    from .convert import convert
-    prefixed = any(isinstance(k, str) and k.startswith('backbone.') for k in state_dict)
-    try:
-        converted = convert(dict(state_dict), check=False)
-    except (CheckpointError, ValueError, KeyError, IndexError):
-        return None
-    what = converted.architecture.describe()
-    if prefixed:
-        return f'a model whose backbone is {what}'
-    return f'a bare RegNet backbone ({converted.source_format} names), {what}'

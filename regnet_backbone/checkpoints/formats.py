@@ -6,6 +6,12 @@ stage number) and ``{block}`` (block index, counted from the layout's ``first_bl
 names (``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``) are the
 same everywhere and pass through unchanged. The same table maps theirs -> ours (import) and
 ours -> theirs (export).
+
+mmdet's ``RegNet`` (a ResNet subclass) may also carry a deformable 3x3 conv's offset branch
+(``conv2.conv_offset``) and ResNet plugins (mmcv's ``ContextBlock``, ``GeneralizedAttention``,
+``NonLocal2d``, named ``*_block`` by mmcv's ``build_plugin_layer``). ``RegNetBackbone`` names
+them the same way, so these *extension* tensors pass through the mmdet table unchanged; their
+shapes are checked against the model that loads them (:data:`EXTENSION_KEY`).
 """
 import re
 from dataclasses import dataclass, field
@@ -16,7 +22,12 @@ from .errors import AmbiguousFormatError, UnknownFormatError
 #: Our own layout's name, as written to ``meta['source_format']`` for already-converted files.
 OURS = 'regnet_backbone'
 
-_FIELD = re.compile(r'\{(stage|block)\}')
+_FIELD = re.compile(r'\{(stage|block|plugin)\}')
+#: What each template field matches: stage and block numbers, and a plugin module path
+#: (``context_block``, ``gen_attention_block.query_conv``, ``nonlocal_block1.g.conv``, ...).
+_FIELD_PATTERNS = {'stage': r'\d+', 'block': r'\d+', 'plugin': r'[A-Za-z_]\w*_block\w*(?:\.\w+)*'}
+#: Our tensor names that no ImageNet RegNet has: DCN offsets and plugins (see above).
+EXTENSION_KEY = re.compile(r'layer\d+\.\d+\.(conv2\.conv_offset|[A-Za-z_]\w*_block\w*)\.')
 
 
 def _compile(template: str) -> Pattern:
@@ -25,7 +36,7 @@ def _compile(template: str) -> Pattern:
     for match in _FIELD.finditer(template):
         pattern += re.escape(template[pos:match.start()])
         name = match.group(1)
-        pattern += f'(?P={name})' if name in seen else rf'(?P<{name}>\d+)'
+        pattern += f'(?P={name})' if name in seen else f'(?P<{name}>{_FIELD_PATTERNS[name]})'
         seen.add(name)
         pos = match.end()
     pattern += re.escape(template[pos:])
@@ -158,6 +169,8 @@ MMDET = KeyLayout(
         (_B + 'norm3', 'layer{stage}.{block}.bn3'),
         (_B + 'downsample.conv', 'layer{stage}.{block}.downsample.0'),
         (_B + 'downsample.norm', 'layer{stage}.{block}.downsample.1'),
+        (_B + 'conv2.conv_offset', 'layer{stage}.{block}.conv2.conv_offset'),
+        (_B + '{plugin}', 'layer{stage}.{block}.{plugin}'),
     ))
 
 REGNET_BACKBONE = KeyLayout(
@@ -165,7 +178,7 @@ REGNET_BACKBONE = KeyLayout(
     modules=tuple((m, m) for m in (
         'stem.conv', 'stem.norm', _B + 'conv1', _B + 'norm1', _B + 'conv2', _B + 'norm2',
         _B + 'se.fc1', _B + 'se.fc2', _B + 'conv3', _B + 'norm3', _B + 'downsample.conv',
-        _B + 'downsample.norm')))
+        _B + 'downsample.norm', _B + 'conv2.conv_offset', _B + '{plugin}')))
 
 #: Every layout, by name. Detection tries them all; ``--src`` picks one.
 LAYOUTS: Dict[str, KeyLayout] = {

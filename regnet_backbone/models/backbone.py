@@ -1,6 +1,9 @@
 """``RegNetBackbone``: an AnyNetX/RegNet network as a multi-scale OpenMMLab backbone."""
+import copy
+import inspect
 import math
-from typing import Optional, Sequence, Tuple, Union
+import warnings
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,7 +12,31 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..design.presets import resolve_arch
 from ..design.space import AnyNetSpec
-from .blocks import Stem, XBlock
+from .blocks import PLUGIN_POSITIONS, Stem, XBlock
+
+#: The arch of a config that names none.
+DEFAULT_ARCH = 'regnetx_3.2gf'
+#: The colour orders ``in_channel_order`` may declare.
+CHANNEL_ORDERS = ('RGB', 'BGR')
+#: mmdet's ``RegNet`` arguments that a RegNet has no variant of: accepted at their defaults.
+_MMDET_FIXED = dict(base_channels=32, deep_stem=False, avg_down=False)
+#: The registered weight initializer that ``type='Pretrained'`` entries become.
+PRETRAINED_INIT = 'RegNetPretrained'
+#: Defaults of the arguments whose default differs between mmdet's and mmpretrain's ``RegNet``:
+#: mmdet's, unless the model is built under mmpretrain's default scope (an mmpretrain config),
+#: so that either codebase's configs migrate by changing only the type.
+SCOPE_DEFAULTS = {
+    None: dict(out_indices=(0, 1, 2, 3), norm_eval=True),
+    'mmpretrain': dict(out_indices=(3, ), norm_eval=False),
+}
+
+
+def scope_defaults() -> dict:
+    """``out_indices`` and ``norm_eval`` defaults for the current mmengine default scope."""
+    from mmengine.registry import DefaultScope
+    scope = DefaultScope.get_current_instance()
+    name = scope.scope_name if scope is not None else None
+    return dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(name, {}))
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int, ...]:
@@ -40,35 +67,63 @@ class RegNetBackbone(BaseModule):
         strides: per-stage stride of the first block (default 2 everywhere).
         dilations: per-stage dilation of the 3x3 convs (use stride 1 + dilation 2/4 in the last
             stages for output stride 16/8, as segmentation does).
-        out_indices: stages whose outputs ``forward`` returns (0-based).
+        out_indices: stages whose outputs ``forward`` returns (0-based). Default (0, 1, 2, 3),
+            or (3, ) under mmpretrain's scope, as mmpretrain's ``RegNet``.
         frozen_stages: freeze the stem and stages 1..k (-1: nothing, 0: the stem only).
         conv_cfg, norm_cfg: OpenMMLab layer configs (BN, SyncBN, GN, ...).
         norm_eval: keep every BN in eval mode during training (frozen statistics). True by
-            default, like mmdet's ``RegNet`` and ``ResNet``; set False to train BN statistics
-            (from scratch, or with large batches).
+            default, like mmdet's ``RegNet`` and ``ResNet`` (False under mmpretrain's scope, as
+            mmpretrain's ``RegNet``); set False to train BN statistics (from scratch, or with
+            large batches).
         with_cp: gradient checkpointing per block (less memory, same results, slower).
         zero_init_residual: start each block's last norm at zero (identity blocks).
         channels_last: keep weights and activations in NHWC memory format (faster convs on
             CPUs and tensor cores; same results). Off by default.
         style: mmdet's ``'pytorch'`` (stride in the 3x3 conv), the only style a RegNet has;
             accepted so that mmdet ``RegNet`` configs migrate unchanged.
+        in_channel_order: the colour order the first conv expects, ``'RGB'`` or ``'BGR'``.
+            Pretrained weights are converted to it when they load. None (default, as with
+            mmdet's ``RegNet``): weights keep their own order (pycls and mmdet files: BGR;
+            torchvision, timm: RGB; converted files: what their ``meta`` says), and
+            ``expected_channel_order`` reports it. Our configs declare ``'RGB'``.
+        dcn, stage_with_dcn: mmdet's deformable 3x3 convs: an mmcv conv config (``DCN``,
+            ``DCNv2``) used for the 3x3 group conv of every block of the stages flagged in
+            ``stage_with_dcn``. ``fallback_on_stride`` must be False (as in mmdet's configs).
+        plugins: mmdet's ResNet plugins, ``[dict(cfg=dict(type='ContextBlock', ...),
+            position='after_conv3', stages=(False, True, True, True)), ...]``; positions
+            ``after_conv1``, ``after_conv2``, ``after_conv3`` (after the norm; after SE in a
+            RegNetY), in every block of the chosen stages.
+        pretrained: deprecated (as in mmdet): ``init_cfg=dict(type='Pretrained', ...)``.
+        base_channels, deep_stem, avg_down: mmdet's ResNet arguments, accepted at mmdet's
+            defaults (32, False, False) only; a RegNet has no such variants.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads pretrained weights,
-            strictly; pycls, torchvision, timm and mmdet files are converted on the fly. The
-            dict may sit in a list (OpenMMLab's list form) and may carry ``prefix='backbone.'``
-            (take the backbone out of a detector's or classifier's checkpoint).
-            ``strict=False`` in it is the explicit opt-in for partial loading.
+            strictly, through the registered ``RegNetPretrained`` initializer; pycls,
+            torchvision, timm and mmdet files are converted on the fly. The dict may sit in a
+            list (OpenMMLab's list form) and may carry ``prefix='backbone.'`` (take the
+            backbone out of a detector's or classifier's checkpoint). ``strict=False`` in it is
+            the explicit opt-in for partial loading.
 
     Defaults follow mmdet 3.x's ``RegNet`` wherever it has the same argument (``in_channels=3``,
     ``stem_channels=32``, strides 2 and dilations 1, ``out_indices=(0, 1, 2, 3)``,
     ``frozen_stages=-1``, ``norm_cfg=BN``, ``norm_eval=True``, ``with_cp=False``,
-    ``zero_init_residual=True``, Kaiming fan-out init); ``arch`` has a default here.
+    ``zero_init_residual=True``, Kaiming fan-out init), and mmpretrain 1.x's where its differ
+    (``out_indices``, ``norm_eval``) when built under mmpretrain's default scope
+    (:data:`SCOPE_DEFAULTS`); ``arch`` has a default here.
 
     Shapes: (N, in_channels, H, W) -> tuple of (N, out_channels[k], H / s_k, W / s_k) with
     s_k = ``out_strides[k]`` (4, 8, 16, 32 by default; sizes are rounded up).
     """
 
+    def __new__(cls, *args, **kwargs):
+        # Which arguments the caller gave, so that the ones it left out can take mmpretrain's
+        # defaults under mmpretrain's scope while the signature shows mmdet's.
+        module = super().__new__(cls)
+        given = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs).arguments
+        object.__setattr__(module, '_given_arguments', set(given))
+        return module
+
     def __init__(self,
-                 arch: Union[str, dict, AnyNetSpec] = 'regnetx_3.2gf',
+                 arch: Union[str, dict, AnyNetSpec] = DEFAULT_ARCH,
                  in_channels: int = 3,
                  stem_channels: int = 32,
                  strides: Optional[Sequence[int]] = None,
@@ -82,12 +137,46 @@ class RegNetBackbone(BaseModule):
                  zero_init_residual: bool = True,
                  channels_last: bool = False,
                  style: str = 'pytorch',
+                 in_channel_order: Optional[str] = None,
+                 dcn: Optional[dict] = None,
+                 stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Optional[Sequence[dict]] = None,
+                 pretrained: Optional[str] = None,
+                 base_channels: int = 32,
+                 deep_stem: bool = False,
+                 avg_down: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('init_cfg and pretrained cannot be given together; keep '
+                                 "init_cfg=dict(type='Pretrained', checkpoint=...).")
+            if not isinstance(pretrained, str):
+                raise TypeError(f'pretrained must be a str or None, got {type(pretrained)}.')
+            warnings.warn('DeprecationWarning: pretrained is deprecated, please use "init_cfg" '
+                          'instead')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         if style != 'pytorch':
             raise ValueError(f"style={style!r}: a RegNet block strides in its 3x3 conv, which is "
                              f"mmdet's 'pytorch' style; drop style or set style='pytorch'.")
+        given = dict(base_channels=base_channels, deep_stem=deep_stem, avg_down=avg_down)
+        for name, default in _MMDET_FIXED.items():
+            if given[name] != default:
+                raise ValueError(f'{name}={given[name]!r}: a RegNet has no such variant (mmdet\'s '
+                                 f'RegNet ignores or forbids it too); drop {name} or set it to '
+                                 f'{default!r}.')
+        if in_channel_order is not None and in_channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f'in_channel_order={in_channel_order!r}: use \'RGB\' or \'BGR\' '
+                             f'(or None to keep the pretrained weights\' own order).')
+        if in_channel_order is not None and in_channels != 3:
+            raise ValueError(f'in_channel_order={in_channel_order!r} needs 3 input channels, '
+                             f'not in_channels={in_channels}; drop in_channel_order.')
         self._pretrained_cfg()  # malformed init_cfg fails at build time, not at init_weights
+        given = self.__dict__.pop('_given_arguments', None)
+        if given is not None:  # built through __new__: unset scope-dependent args follow scope
+            defaults = scope_defaults()
+            out_indices = out_indices if 'out_indices' in given else defaults['out_indices']
+            norm_eval = norm_eval if 'norm_eval' in given else defaults['norm_eval']
         self.arch = arch
         self.spec = spec = resolve_arch(arch)
         n = spec.num_stages
@@ -109,6 +198,11 @@ class RegNetBackbone(BaseModule):
         self.zero_init_residual = zero_init_residual
         self.channels_last = channels_last
         self.deploy = False
+        self.in_channel_order = in_channel_order
+        #: The order the loaded weights' first conv expects (set when pretrained weights load).
+        self.weights_channel_order: Optional[str] = None
+        stage_dcn = _stage_dcn(dcn, stage_with_dcn, n, conv_cfg)
+        stage_plugins = [_stage_plugins(plugins, i, n) for i in range(n)]
 
         self.stem = Stem(in_channels, stem_channels, conv_cfg, norm_cfg)
         self.layer_names = []
@@ -120,7 +214,8 @@ class RegNetBackbone(BaseModule):
                     XBlock(w_in, spec.widths[i], spec.bottleneck_widths[i], spec.group_widths[i],
                            stride=strides[i] if j == 0 else 1, dilation=dilations[i],
                            se_channels=int(round(w_in * spec.se_ratio)), conv_cfg=conv_cfg,
-                           norm_cfg=norm_cfg, with_cp=with_cp))
+                           norm_cfg=norm_cfg, with_cp=with_cp, dcn=stage_dcn[i],
+                           plugins=stage_plugins[i]))
                 w_in = spec.widths[i]
             name = f'layer{i + 1}'
             self.add_module(name, nn.Sequential(*blocks))
@@ -128,6 +223,13 @@ class RegNetBackbone(BaseModule):
         self._freeze_stages()
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    @property
+    def expected_channel_order(self) -> Optional[str]:
+        """The colour order the first conv expects: the declared ``in_channel_order``, else
+        the order of the pretrained weights loaded into it, else None (unknown: random
+        weights, or weights whose file did not say)."""
+        return self.in_channel_order or self.weights_channel_order
 
     @property
     def out_channels(self) -> Tuple[int, ...]:
@@ -213,27 +315,19 @@ class RegNetBackbone(BaseModule):
 
     def init_weights(self) -> None:
         """pycls's initialisation (mmdet's Kaiming fan-out, BN 1/0), then the weights of an
-        ``init_cfg`` ``Pretrained`` entry, loaded strictly unless it says ``strict=False``."""
+        ``init_cfg`` ``Pretrained`` entry through the registered ``RegNetPretrained``
+        initializer (strict unless it says ``strict=False``; first conv in
+        ``in_channel_order`` when one is declared)."""
+        from mmengine.model import initialize
         pretrained = self._pretrained_cfg()
         others = [c for c in self._init_cfgs() if c is not pretrained]
         if others:
-            from mmengine.model import initialize
             initialize(self, others)
         else:
             self._default_init()
         if pretrained is not None:
-            from ..checkpoints import load_pretrained
-            strict = pretrained.get('strict', True)
-            converted = load_pretrained(self, pretrained['checkpoint'],
-                                        prefix=pretrained.get('prefix'), strict=strict)
-            if converted.partial is not None:
-                from mmengine.logging import print_log
-                part = converted.partial
-                print_log(f'RegNetBackbone: partial load (strict=False) from '
-                          f'{pretrained["checkpoint"]}: {len(part.loaded)} tensors loaded, '
-                          f'{len(part.missing)} missing, {len(part.unexpected)} unexpected, '
-                          f'{len(part.wrong_shape)} of another shape', logger='current',
-                          level=30)
+            entry = {k: v for k, v in pretrained.items() if k != 'type'}
+            initialize(self, dict(type=PRETRAINED_INIT, **entry))
         self._is_init = True
 
     def _default_init(self) -> None:
@@ -250,3 +344,56 @@ class RegNetBackbone(BaseModule):
             for module in self.modules():
                 if isinstance(module, XBlock) and getattr(module.norm3, 'weight', None) is not None:
                     nn.init.zeros_(module.norm3.weight)
+        for module in self.modules():
+            if isinstance(module, XBlock):
+                offset = getattr(module.conv2, 'conv_offset', None)
+                if offset is not None:  # mmcv's DCN starts as a plain conv: zero offsets
+                    nn.init.zeros_(offset.weight)
+                    nn.init.zeros_(offset.bias)
+                for plugin in module.plugins():  # plugins keep their own (identity-like) init
+                    for init in ('init_weights', 'reset_parameters'):
+                        if callable(getattr(plugin, init, None)):
+                            getattr(plugin, init)()
+                            break
+
+
+def _stage_dcn(dcn: Optional[dict], stage_with_dcn: Optional[Sequence[bool]], num_stages: int,
+               conv_cfg: Optional[dict]) -> List[Optional[dict]]:
+    """The DCN conv config of each stage (None: a plain 3x3 conv), mmdet's way."""
+    if dcn is None:
+        return [None] * num_stages
+    if not isinstance(dcn, dict) or 'type' not in dcn:
+        raise ValueError(f"dcn must be an mmcv conv config such as dict(type='DCNv2', "
+                         f"deform_groups=1), got {dcn!r}.")
+    flags = tuple(stage_with_dcn) if stage_with_dcn is not None else (False, ) * num_stages
+    if len(flags) != num_stages:
+        raise ValueError(f'stage_with_dcn {flags} must have one entry per stage; this arch has '
+                         f'{num_stages} stages.')
+    if conv_cfg is not None:
+        raise ValueError('conv_cfg must be None with dcn (as in mmdet); drop conv_cfg.')
+    cfg = dict(dcn)
+    if cfg.pop('fallback_on_stride', False):
+        raise ValueError('dcn fallback_on_stride=True is not supported (mmdet applies it to one '
+                         'block only); set it to False.')
+    return [copy.deepcopy(cfg) if flag else None for flag in flags]
+
+
+def _stage_plugins(plugins: Optional[Sequence[dict]], stage: int,
+                   num_stages: int) -> List[dict]:
+    """The plugins of ``stage`` (mmdet's ``make_stage_plugins``): those without ``stages`` or
+    with ``stages[stage]`` true, as ``dict(cfg=..., position=...)``."""
+    chosen = []
+    for plugin in plugins or ():
+        if not isinstance(plugin, dict) or 'cfg' not in plugin or 'position' not in plugin:
+            raise ValueError(f"each plugin must be dict(cfg=dict(type=...), position=...), got "
+                             f"{plugin!r}.")
+        if plugin['position'] not in PLUGIN_POSITIONS:
+            raise ValueError(f"plugin position {plugin['position']!r}: use one of "
+                             f"{', '.join(PLUGIN_POSITIONS)}.")
+        stages = plugin.get('stages')
+        if stages is not None and len(stages) != num_stages:
+            raise ValueError(f'plugin stages {tuple(stages)} must have one entry per stage; this '
+                             f'arch has {num_stages} stages.')
+        if stages is None or stages[stage]:
+            chosen.append(dict(cfg=plugin['cfg'], position=plugin['position']))
+    return chosen

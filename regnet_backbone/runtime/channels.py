@@ -5,19 +5,22 @@ A config names the backbone's arch once, but FPN's ``in_channels`` and mmseg hea
 model.backbone.arch=...``, a design-space study) must change those too, or the first forward
 fails with a raw conv shape error. :func:`follow_backbone_channels` derives them.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..design.presets import resolve_arch
+from ..models.backbone import DEFAULT_ARCH, SCOPE_DEFAULTS
 
 BACKBONE_TYPE = 'RegNetBackbone'
 #: mmpretrain necks that pool each map without changing its channels.
 POOLING_NECKS = ('GlobalAveragePooling', 'GeneralizedMeanPooling')
 
 
-def backbone_out_channels(backbone: dict) -> List[int]:
-    """Channels of each output of a ``RegNetBackbone`` config (its ``out_indices`` order)."""
-    widths = resolve_arch(backbone.get('arch', 'regnetx_3.2gf')).widths
-    indices = backbone.get('out_indices', (0, 1, 2, 3))
+def backbone_out_channels(backbone: dict, scope: Optional[str] = None) -> List[int]:
+    """Channels of each output of a ``RegNetBackbone`` config (its ``out_indices`` order), with
+    the backbone's defaults under the config's default ``scope``."""
+    widths = resolve_arch(backbone.get('arch', DEFAULT_ARCH)).widths
+    defaults = dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(scope, {}))
+    indices = backbone.get('out_indices', defaults['out_indices'])
     if isinstance(indices, int):
         indices = (indices, )
     n = len(widths)
@@ -69,7 +72,7 @@ def follow_backbone_channels(cfg) -> List[str]:
     backbone = model.get('backbone') if model else None
     if not backbone or backbone.get('type') != BACKBONE_TYPE:
         return []
-    outs = backbone_out_channels(backbone)
+    outs = backbone_out_channels(backbone, cfg.get('default_scope'))
     heads = _heads(model)
     if any(name.startswith('model.neck') for name, _ in heads):
         heads = [(name, node) for name, node in heads if name.startswith('model.neck')]

@@ -43,7 +43,9 @@ from mmengine.registry import HOOKS
 from ..atomic import is_leftover, replace_bytes
 from ..checkpoints.errors import CheckpointError, CheckpointNotFoundError as _MissingFile
 from ..checkpoints.io import _history_buffer_method, runner_checkpoint_globals  # noqa: F401
+from ..models.backbone import DEFAULT_ARCH
 from .channels import BACKBONE_TYPE, follow_backbone_channels
+from .hooks import use_regnet_hooks
 
 CODEBASES = ('mmdet', 'mmseg', 'mmpretrain')
 DEMO_HINT = 'or run `make demo` to train on a generated synthetic dataset instead'
@@ -215,7 +217,7 @@ def follow_channels(cfg) -> List[str]:
 
 
 def _arch_name(backbone: dict) -> str:
-    arch = backbone.get('arch', 'regnetx_3.2gf')
+    arch = backbone.get('arch', DEFAULT_ARCH)
     return arch if isinstance(arch, str) else 'custom'
 
 
@@ -318,7 +320,7 @@ def _describe_backbone(cfg) -> Optional[str]:
     from ..checkpoints import Architecture
     from ..design.presets import resolve_arch
     try:
-        spec = resolve_arch(backbone.get('arch', 'regnetx_3.2gf'))
+        spec = resolve_arch(backbone.get('arch', DEFAULT_ARCH))
     except (ValueError, TypeError):
         return None
     return Architecture(spec, stem_channels=backbone.get('stem_channels', 32),
@@ -340,7 +342,8 @@ def check_checkpoint_fits(cfg, path: str, *, resume: bool = False,
     Raises :class:`CheckpointRefusedError` with one line otherwise.
     """
     from ..checkpoints import (compare, describe_contents, is_runner_checkpoint,
-                               model_state_dict, read_checkpoint)
+                               model_state_dict, read_checkpoint, regnet_prefixes,
+                               translate_model_state_dict)
     what = what or path
     try:
         obj = read_checkpoint(path)
@@ -352,7 +355,10 @@ def check_checkpoint_fits(cfg, path: str, *, resume: bool = False,
         state_dict = model_state_dict(obj)
     except CheckpointError as e:
         raise CheckpointRefusedError(f'{e}') from None
-    mismatch = compare(state_dict, shapes if shapes is not None else _model_shapes(cfg))
+    shapes = shapes if shapes is not None else _model_shapes(cfg)
+    # mmdet-RegNet names are translated on load (RegNetCheckpointHook): compare as translated.
+    state_dict, _ = translate_model_state_dict(state_dict, prefixes=regnet_prefixes(shapes))
+    mismatch = compare(state_dict, shapes)
     if not mismatch:
         return []
     held = describe_contents(state_dict)
@@ -434,6 +440,7 @@ def configure_training(cfg, config_path: str, *, work_dir: Optional[str] = None,
                               f'in the config; {config_path} has none.')
         setting.enable = True
     use_atomic_checkpoints(cfg)
+    use_regnet_hooks(cfg)
     adapt_to_machine(cfg, launcher)
 
 
@@ -458,6 +465,7 @@ def configure_testing(cfg, config_path: str, checkpoint: str, *, work_dir: Optio
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('./work_dirs', _stem(config_path))
     cfg.load_from = checkpoint
     cfg.resume = False
+    use_regnet_hooks(cfg)
     if out:
         if codebase in ('mmdet', 'mmpretrain'):
             if not out.endswith(('.pkl', '.pickle')):
@@ -946,7 +954,10 @@ def test(cfg, config_path: str):
         _log(line, level=30)
     _init_cpu_distributed(cfg.get('launcher', 'none'))
     runner = build_runner(cfg)
-    return runner.test()
+    try:
+        return runner.test()
+    except CheckpointError as e:  # the channel-order check, a checkpoint that cannot load
+        raise CheckpointRefusedError(f'{e}') from None
 
 
 def load_for_inference(cfg, checkpoint: str):
