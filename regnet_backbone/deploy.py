@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .atomic import replace_file
+from .errors import RegNetError
 from .models import RegNetBackbone
 
 #: The default ONNX opset: supported by onnxruntime >= 1.14 and TensorRT >= 8.6.
@@ -34,7 +35,7 @@ DEFAULT_OPSET = 17
 STANDARD_DOMAINS = ('', 'ai.onnx')
 
 
-class DeployError(Exception):
+class DeployError(RegNetError):
     """Base class: the model cannot be built, exported or run as asked."""
 
 

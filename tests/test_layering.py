@@ -9,7 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / 'regnet_backbone'
 
 #: Bottom to top. A module may import from its own layer and the ones before it.
-LAYERS = ('atomic', 'design', 'models', 'checkpoints', 'runtime', 'demo', 'deploy', 'benchmark')
+LAYERS = ('errors', 'atomic', 'design', 'models', 'checkpoints', 'runtime', 'apis', 'demo', 'deploy',
+          'benchmark')
 
 
 def module_name(path: Path) -> str:

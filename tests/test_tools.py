@@ -548,3 +548,48 @@ def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_pa
                         'in_channel_order=None))\n')
     line = _one_error_line(run_tool(TEST, rgb_feed, checkpoint, '--work-dir', tmp_path / 'x'))
     assert 'expects BGR' in line and 'feeds RGB' in line and "in_channel_order='RGB'" in line
+
+
+def _counting(monkeypatch):
+    """Count RegNetBackbone builds and checkpoint reads (torch.load) in this process."""
+    from regnet_backbone.models.backbone import RegNetBackbone
+    counts = {'builds': 0, 'reads': []}
+    init, load = RegNetBackbone.__init__, torch.load
+
+    def counted_init(self, *args, **kwargs):
+        counts['builds'] += 1
+        init(self, *args, **kwargs)
+
+    def counted_load(f, *args, **kwargs):
+        counts['reads'].append(str(f))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(RegNetBackbone, '__init__', counted_init)
+    monkeypatch.setattr(torch, 'load', counted_load)
+    return counts
+
+
+def _tool_main(path):
+    import runpy
+    return runpy.run_path(str(path), run_name='regnet_tool')['main']
+
+
+def test_a_run_builds_its_model_once_and_reads_each_checkpoint_once(det_run, tmp_path,
+                                                                   monkeypatch):
+    """Strict loading happens inside the engine (RegNetRunner): no pre-pass builds the model or
+    reads the file a second time, for tools/train.py --resume and for tools/test.py."""
+    config, work_dir, _ = det_run
+    checkpoint = str(work_dir / 'iter_2.pth')
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    counts = _counting(monkeypatch)
+    rc = _tool_main(TRAIN)([str(config), '--work-dir', str(tmp_path / 'resumed'), '--resume',
+                            checkpoint, '--cfg-options', 'train_cfg.max_iters=3',
+                            'train_cfg.val_interval=10'])
+    assert rc == 0
+    assert counts['builds'] == 1
+    assert counts['reads'].count(checkpoint) == 1, counts['reads']
+    counts = _counting(monkeypatch)
+    rc = _tool_main(TEST)([str(config), checkpoint, '--work-dir', str(tmp_path / 'test')])
+    assert rc == 0
+    assert counts['builds'] == 1
+    assert counts['reads'] == [checkpoint]

@@ -133,6 +133,7 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
     import torch.multiprocessing as mp
     from mmengine.runner import find_latest_checkpoint
 
+    from regnet_backbone import apis
     from regnet_backbone.runtime import engine
     from regnet_backbone.demo import visualization as vis
 
@@ -176,11 +177,11 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
 
     banner(f'{name}: drawing predictions and training curves')
     checkpoint = find_latest_checkpoint(task_dir)
-    model, dataset = engine.load_for_inference(_load(config, options, spec.root), checkpoint)
+    model, dataset = apis.load_for_inference(_load(config, options, spec.root), checkpoint)
     detection = engine.codebase_of(cfg) == 'mmdet'
     classes, palette = dataset.metainfo['classes'], dataset.metainfo['palette']
     pictures, captions = [], []
-    for k, result in enumerate(engine.predict_validation_images(model, dataset, args.num_images)):
+    for k, result in enumerate(apis.predict_validation_images(model, dataset, args.num_images)):
         if detection:
             pictures.append(vis.draw_detections(
                 result['image'], result['boxes'], result['labels'], result['scores'],

@@ -3,9 +3,10 @@
 Every message names the problem and the fix in one sentence, so that a CLI can print
 ``error: <message>`` and nothing else.
 """
+from ..errors import RegNetError
 
 
-class CheckpointError(Exception):
+class CheckpointError(RegNetError):
     """Base class: anything wrong with a checkpoint file or its contents."""
 
 

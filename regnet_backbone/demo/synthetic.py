@@ -33,6 +33,8 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from ..errors import RegNetError
+
 CLASSES = ('circle', 'rectangle', 'triangle')
 SEG_CLASSES = ('background', ) + CLASSES
 PALETTE = [(220, 20, 60), (0, 128, 255), (60, 180, 75)]
@@ -43,7 +45,7 @@ MANIFEST = 'synthetic.json'
 MARKER = '.regnet-synthetic'
 
 
-class SyntheticDataError(ValueError):
+class SyntheticDataError(RegNetError, ValueError):
     """A request the generator cannot fulfil (bad arguments, a foreign output folder)."""
 
 

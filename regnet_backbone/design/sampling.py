@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..errors import RegNetError
 from .complexity import complexity
 from .regnet import adjust_widths_groups, generate_block_widths, spec_from_dict
 from .space import AnyNetSpec, design_space_violations
@@ -51,7 +52,7 @@ NUM_STAGES = 4
 Window = Optional[Tuple[Optional[float], Optional[float]]]
 
 
-class SamplingError(ValueError):
+class SamplingError(RegNetError, ValueError):
     """The wanted number of samples was not reached within ``max_draws`` draws."""
 
 

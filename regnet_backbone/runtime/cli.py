@@ -34,17 +34,10 @@ def debug_enabled(flag: bool = False) -> bool:
 
 
 def user_errors() -> Tuple[Type[BaseException], ...]:
-    """The exception types that are user errors (imported lazily: a tool that never loaded the
-    engine does not pay for mmengine's import)."""
-    from ..checkpoints.errors import CheckpointError
-    found = [CheckpointError]
-    engine = sys.modules.get('regnet_backbone.runtime.engine')
-    if engine is not None:
-        found.append(engine.ToolError)
-    synthetic = sys.modules.get('regnet_backbone.demo.synthetic')
-    if synthetic is not None and hasattr(synthetic, 'SyntheticDataError'):
-        found.append(synthetic.SyntheticDataError)
-    return tuple(found)
+    """The exception types that are user errors: the package's root, :class:`RegNetError`
+    (checkpoints, configs, runs, studies, data, sampling, export all derive from it)."""
+    from ..errors import RegNetError
+    return (RegNetError, )
 
 
 def is_interrupt(error: BaseException) -> bool:
