@@ -275,7 +275,7 @@ def test_analyze_complexity_cli(tmp_path):
 
 
 def test_readme_zoo_table_is_generated():
-    from regnet_backbone.design.zoo import all_presets, describe, markdown_table
+    from regnet_backbone.design.summary import all_presets, describe, markdown_table
     readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
     table = readme.split('<!-- zoo-table:start -->\n')[1].split('\n<!-- zoo-table:end -->')[0]
     assert table == markdown_table([describe(a) for a in all_presets()]), (

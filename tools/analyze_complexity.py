@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from regnet_backbone.design.zoo import all_presets, describe, markdown_table  # noqa: E402
+from regnet_backbone.design.summary import all_presets, describe, markdown_table  # noqa: E402
 
 
 def _parse_arch(text):

@@ -18,6 +18,7 @@ from .convert import load_pretrained
 NAME = 'RegNetPretrained'
 
 
+@WEIGHT_INITIALIZERS.register_module(name=NAME)
 class RegNetPretrainedInit:
     """Load a RegNet checkpoint into a ``RegNetBackbone``.
 
@@ -55,6 +56,3 @@ class RegNetPretrainedInit:
     def _get_init_info(self) -> str:
         return f'{NAME}: load from {self.checkpoint}'
 
-
-if WEIGHT_INITIALIZERS.get(NAME) is None:
-    WEIGHT_INITIALIZERS.register_module(name=NAME, module=RegNetPretrainedInit)

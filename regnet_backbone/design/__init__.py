@@ -3,7 +3,7 @@
 * :mod:`.space`: what to build (:class:`AnyNetSpec`) and the AnyNetX_A..E constraints.
 * :mod:`.regnet`: the quantized linear rule that generates RegNets.
 * :mod:`.complexity`: flops, params and activations in pycls's convention.
-* :mod:`.presets` and :mod:`.zoo`: the named models and their summaries.
+* :mod:`.presets` and :mod:`.summary`: the named models (the zoo) and their summaries.
 * :mod:`.sampling`: seeded samplers of the paper's design spaces under a complexity window.
 * :mod:`.fit`: the quantized linear fit (e_fit) of any network's block widths.
 * :mod:`.stats`: error EDFs, complexity-normalised EDFs, the bootstrap and the KS distance.

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..design.presets import resolve_arch
@@ -54,6 +55,7 @@ def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int
     return tuple(result)
 
 
+@MODELS.register_module()
 class RegNetBackbone(BaseModule):
     """RegNetX / RegNetY (Radosavovic et al., CVPR 2020) for detection and segmentation.
 

@@ -1,4 +1,5 @@
-"""OpenMMLab registration, kept thin.
+"""OpenMMLab registration, kept thin: each module registers itself where it is defined, with
+mmengine's ``register_module`` decorators; importing this module imports them all.
 
 The backbone goes into mmengine's root ``MODELS`` registry. mmdet's, mmseg's and mmpretrain's
 ``MODELS`` are children of it and fall back to their parent for names they lack, so
@@ -16,6 +17,7 @@ NAME = 'RegNetBackbone'
 
 
 def register_modules() -> None:
-    """Register ``RegNetBackbone`` once (importing ``regnet_backbone`` does this)."""
+    """Make sure ``RegNetBackbone`` is registered (importing ``regnet_backbone`` does this, through
+    the decorator on the class; kept for callers of the former imperative registration)."""
     if MODELS.get(NAME) is None:
         MODELS.register_module(name=NAME, module=RegNetBackbone)

@@ -1,6 +1,8 @@
 """mmengine hooks of this package, one a file, registered in mmengine's root ``HOOKS`` (which
 mmdet's, mmseg's and mmpretrain's registries fall back to).
 
+* :class:`AtomicCheckpointHook` (``atomic_checkpoint.py``): mmengine's ``CheckpointHook`` with
+  crash-safe writes; our tools swap it in (:func:`.atomic_checkpoint.use_atomic_checkpoints`).
 * :class:`RegNetCheckpointHook` (``checkpoint_names.py``): whole-model checkpoints in mmdet's
   ``RegNet`` names load into models built on ``RegNetBackbone``; training checkpoints record the
   channel order of their backbones.
@@ -11,6 +13,7 @@ Our tools add both to every run (:func:`use_regnet_hooks`). Stock ``mmdet/tools/
 add them with ``custom_hooks=[dict(type='RegNetCheckpointHook'),
 dict(type='ChannelOrderCheckHook')]`` (our configs do).
 """
+from .atomic_checkpoint import AtomicCheckpointHook
 from .channel_order import ChannelOrderCheckHook, ChannelOrderError, preprocessor_order
 from .checkpoint_names import RegNetCheckpointHook, regnet_backbones
 
@@ -26,5 +29,5 @@ def use_regnet_hooks(cfg) -> None:
     cfg.custom_hooks = hooks
 
 
-__all__ = ['ChannelOrderCheckHook', 'ChannelOrderError', 'RegNetCheckpointHook', 'REGNET_HOOKS',
+__all__ = ['AtomicCheckpointHook', 'ChannelOrderCheckHook', 'ChannelOrderError', 'RegNetCheckpointHook', 'REGNET_HOOKS',
            'preprocessor_order', 'regnet_backbones', 'use_regnet_hooks']

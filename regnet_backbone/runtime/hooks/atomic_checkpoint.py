@@ -22,6 +22,7 @@ ATOMIC_CHECKPOINT_HOOK = 'AtomicCheckpointHook'
 LAST_CHECKPOINT = 'last_checkpoint'  # mmengine's pointer file, read by ``resume='auto'``
 
 
+@register_backend(ATOMIC_BACKEND, force=True)
 class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend whose ``put`` / ``put_text`` replace files atomically
     (:func:`regnet_backbone.atomic.replace_bytes`).
@@ -39,6 +40,7 @@ class AtomicLocalBackend(LocalBackend):
         replace_bytes(filepath, obj.encode(encoding))
 
 
+@HOOKS.register_module(name=ATOMIC_CHECKPOINT_HOOK)
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments) with crash-safe writes.
 
