@@ -143,3 +143,34 @@ def test_cuda_without_a_gpu_and_bad_modes_are_one_line_errors(monkeypatch, capsy
     assert tool.main(['--modes', 'matrix', '--matrix-modes', 'fp8']) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: mode 'fp8'") and err.count('\n') == 1
+
+
+def test_scaling_mode_tiny_run(tmp_path):
+    """--modes scaling: the base and each scaled network get counts, activation memory and
+    times at their scaled input size; each strategy gets its slopes; one picture."""
+    out_json, out_md, out_png = tmp_path / 's.json', tmp_path / 's.md', tmp_path / 's.png'
+    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--modes', 'scaling',
+           '--scaling-arch', 'regnetx_200mf', '--scaling-factors', '2', '--scaling-strategies',
+           'dWr', 'r', '--scaling-size', '32', '--scaling-batch', '2', '--rounds', '1',
+           '--warmup', '0', '--threads', '1',
+           '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out_json.read_text())['scaling']
+    assert [(r['strategy'], r['s']) for r in result['rows']] == [('base', 1.0), ('dWr', 2.0),
+                                                                  ('r', 2.0)]
+    rows = {r['strategy']: r for r in result['rows']}
+    # r at s = 2 runs at 32 x sqrt(2) = 45.3 -> 44 (a multiple of 4); the base at 32
+    assert rows['r']['input_size'] == [44, 44] and rows['base']['input_size'] == [32, 32]
+    for r in result['rows']:
+        assert r['inference_s'] > 0 and r['train_s'] > 0 and r['activation_mb'] > 0
+        assert r['inference_vs_base'] > 0 and r['train_vs_base'] > 0  # base timed alongside
+    assert rows['base']['train_vs_base'] == 1.0
+    assert rows['r']['acts'] > rows['dWr']['acts']
+    slopes = {e['strategy']: e for e in result['slopes']}
+    assert set(slopes) == {'dWr', 'r'} and slopes['dWr']['pycls'] == 'd1_w8_g8_r1'
+    assert abs(slopes['dWr']['predicted_acts'] - 0.6) < 1e-12
+    assert all(slopes[k]['acts'] is not None and slopes[k]['train_vs_base'] is not None
+               for k in slopes)
+    assert '## Model scaling on' in out_md.read_text()
+    assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -180,3 +180,117 @@ def test_analyze_complexity_accepts_json_archs(capsys):
     assert code == 2 and 'not a multiple of group width' in err
     # Backbone alone: without pycls's head, 368 x 1000 weights + 1000 biases.
     assert rows[0]['backbone_params'] == 2684792 - 369000
+
+
+# --- scale -------------------------------------------------------------------------------------
+def test_scale_json_and_arch_line(capsys):
+    code, out, err = run(capsys, 'scale', 'regnety_400mf', '--factor', 4, '--json')
+    assert code == 0, err
+    data = json.loads(out)
+    assert {'arch', 'factors', 'flops', 'params', 'acts', 'input_size'} <= set(data)
+    # By hand (tests/test_scaling.py): dWr x4 of RegNetY-400MF at 224 -> 240.
+    assert data['arch'] == dict(depths=[1, 3, 7, 7], widths=[80, 192, 352, 768],
+                                group_widths=[16, 16, 16, 16], bottleneck_ratios=[1.0] * 4,
+                                se_ratio=0.25)
+    assert data['input_size'] == [240, 240]
+    assert abs(data['factors']['w'] - 4**0.4) < 1e-12
+    cx = complexity(resolve_arch(data['arch']), input_size=(240, 240), num_classes=1000)
+    assert (data['flops'], data['params'], data['acts']) == (cx['flops'], cx['params'], cx['acts'])
+
+    code, out, err = run(capsys, 'scale', 'regnety_400mf', '--factor', 4)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith('arch=dict('))
+    assert eval(line[len('arch='):], {'dict': dict}) == data['arch']  # a ready config line
+
+
+def test_scale_to_flops_at_a_detection_size(capsys):
+    code, out, err = run(capsys, 'scale', 'regnetx_400mf', '--flops', 1.6e9, '--strategy', 'w',
+                         '--input-size', 224, 224, '--json')
+    assert code == 0, err
+    data = json.loads(out)
+    assert abs(data['flops'] / 1.6e9 - 1) <= 0.02 and data['input_size'] == [224, 224]
+    code, out, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--strategy', 'r',
+                         '--input-size', 800, 1333, '--json')
+    data = json.loads(out)
+    # r = sqrt(2): 800 -> 1131.4 -> 1132, 1333 -> 1885.1 -> 1884 (multiples of 4)
+    assert code == 0 and data['input_size'] == [1132, 1884]
+
+
+def test_scale_errors_are_one_line(capsys):
+    code, _, err = run(capsys, 'scale', 'regnetx_3.2gf', '--flops', 0.3e9, '--strategy', 'd')
+    assert code == 2 and err.startswith('error: cannot scale') and err.count('\n') == 1
+    code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--strategy', 'q1')
+    assert code == 2 and 'cannot read scaling strategy' in err
+    code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'x.py')
+    assert code == 2 and '--config and --out go together' in err
+    code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'x.py',
+                       'y.py', '--out', 'x_out.py')
+    assert code == 2 and 'one --out PATH per CONFIG' in err
+    code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'missing.py',
+                       '--out', 'x_out.py')
+    assert code == 2 and err == 'error: config file not found: missing.py\n'
+    code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--flops', 1e9)
+    assert code == 2 and 'not allowed with' in err
+
+
+def test_scale_config_for_pretraining_follows_the_arch(capsys, tmp_path):
+    from mmengine.config import Config
+    out = tmp_path / 'cls.py'
+    code, stdout, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 16, '--config',
+                            ROOT / 'configs' / 'regnetx_400mf_1xb128-10e_in1k.py', '--out', out)
+    assert code == 0, err
+    cfg = Config.fromfile(str(out))
+    widths = cfg.model.backbone.arch['widths']
+    assert cfg.model.head.in_channels == widths[-1] != 384
+    assert 'init_cfg' not in cfg.model.backbone
+    # r = 16^0.05; classification sizes round to multiples of 4 (pycls)
+    r = 16**0.05
+    crop = next(t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop')
+    assert crop.scale == round(224 * r / 4) * 4 == 256
+    edge = next(t for t in cfg.val_dataloader.dataset.pipeline if t.type == 'ResizeEdge')
+    assert edge.scale == round(256 * r / 4) * 4 == 296
+    assert 'model.head.in_channels: 384 ->' in stdout and 'multiples of 4' in stdout
+
+
+def test_scale_config_builds_and_runs_mask_rcnn(capsys, tmp_path):
+    """The --config output builds a Mask R-CNN on the CPU and runs a forward pass."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+    import torch
+    out = tmp_path / 'mask_rcnn_scaled.py'
+    code, stdout, err = run(capsys, 'scale', 'regnetx_200mf', '--factor', 2, '--config',
+                            ROOT / 'configs' / 'mask_rcnn_regnetx_400mf_fpn.py', '--out', out,
+                            '--json')
+    assert code == 0, err
+    data = json.loads(stdout)
+    (written, ) = data['configs']
+    assert written['out'] == str(out) and written['notes']
+    cfg = Config.fromfile(str(out))
+    assert cfg.model.backbone.arch == data['arch']
+    assert cfg.model.neck.in_channels == data['arch']['widths']
+    # The image scale follows r = 2^0.05, rounded to multiples of 32:
+    # 1333 x 1.0353 = 1380.1 -> 43.1 x 32 = 1376; 800 x 1.0353 = 828.3 -> 25.9 -> 832.
+    r = 2**0.05
+    resize = next(t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'Resize')
+    assert tuple(resize.scale) == (round(1333 * r / 32) * 32, round(800 * r / 32) * 32)
+    assert tuple(resize.scale) == (1376, 832)
+    assert any('Resize.scale: (1333, 800) -> (1376, 832)' in n for n in written['notes'])
+    cfg.model.test_cfg.rpn.update(nms_pre=100, max_per_img=32)
+    for extractor in (cfg.model.roi_head.bbox_roi_extractor, cfg.model.roi_head.mask_roi_extractor):
+        extractor.roi_layer.sampling_ratio = 2  # mmcv's CPU RoIAlign is slow when adaptive
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    model.eval()
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
+                                         scale_factor=(1.0, 1.0), batch_input_shape=(64, 64)))
+    batch = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)],
+                 data_samples=[sample])
+    with torch.no_grad():
+        feats = model.extract_feat(model.data_preprocessor(batch, False)['inputs'])
+        results = model(**model.data_preprocessor(batch, False), mode='predict')
+    assert [f.shape[1] for f in feats] == [256] * 5  # FPN outputs from the scaled widths
+    assert len(results) == 1 and hasattr(results[0].pred_instances, 'masks')

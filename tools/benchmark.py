@@ -6,12 +6,15 @@
     python tools/benchmark.py --device cuda --json gpu.json --markdown gpu.md
     python tools/benchmark.py --device cpu --modes matrix --archs regnety_400mf --shapes 2x128x128
     python tools/benchmark.py --modes families --plot docs/families.png
+    python tools/benchmark.py --modes scaling --markdown docs/scaling.md --plot docs/scaling.png
 
 Modes inference/train/memory/detector are the CPU fp32 report (ratios to mmdet). ``matrix`` runs
 on --device cpu or cuda: ours in every precision/layout mode (fp32, AMP fp16/bf16, channels_last,
 deploy, torch.compile) against torchvision, timm and mmdet (where mmcv.ops imports), inference and
 training step, with images/s, ratios, CUDA peak memory and the fraction of this run's matmul peak.
-``families`` compares RegNetY/X with EfficientNet and ResNet-50 at matched flops.
+``families`` compares RegNetY/X with EfficientNet and ResNet-50 at matched flops. ``scaling``
+scales RegNetY-400MF by 2-16x in flops with each strategy of "Fast and Accurate Model Scaling" and
+fits how activations and time grow (tools/benchmark_scaling.py).
 
 This is a benchmark, not a test: it asserts nothing. See regnet_backbone/benchmark.py for the
 method (one process, interleaved rounds, warm-up, medians; memory in a fresh process each; CUDA
@@ -33,6 +36,9 @@ import torch  # noqa: E402
 
 from regnet_backbone import benchmark as bench  # noqa: E402
 from regnet_backbone.atomic import replace_bytes  # noqa: E402
+
+sys.path.append(os.path.join(ROOT, 'tools'))  # last: tools/ never shadows another module
+import benchmark_scaling  # noqa: E402  (tools/benchmark_scaling.py)
 
 
 def _memory_child(args) -> None:
@@ -79,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', nargs=2, type=int, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--modes', nargs='+', default=None,
-                        choices=list(LEGACY_MODES) + ['matrix', 'families'],
+                        choices=list(LEGACY_MODES) + ['matrix', 'families', 'scaling'],
                         help='default: inference train memory on the CPU, matrix on cuda. '
                         'detector: Mask R-CNN train/predict steps, our config vs mmdet\'s '
                         '(RegNetX-3.2GF configs; --batch/--size apply)')
@@ -116,6 +122,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help='a subset of the models (default: all six, three pairs)')
     group.add_argument('--families-modes', nargs='+', default=None, metavar='MODE',
                        help='default fp32 on the CPU; fp32 and amp_bf16+channels_last on cuda')
+    group = parser.add_argument_group('scaling')
+    group.add_argument('--scaling-arch', default=benchmark_scaling.BASE_ARCH)
+    group.add_argument('--scaling-factors', nargs='+', type=float,
+                       default=list(benchmark_scaling.FACTORS), metavar='S')
+    group.add_argument('--scaling-strategies', nargs='+', metavar='STRATEGY',
+                       default=list(benchmark_scaling.STRATEGIES),
+                       help='dWr d w r dwr (default) or any dX_wY_gZ_rV')
+    group.add_argument('--scaling-size', type=int, default=224,
+                       help="the base network's input size (default 224; scaled by r)")
+    group.add_argument('--scaling-batch', type=int, default=None,
+                       help='default 32 on cuda, 1 on the CPU')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
     parser.add_argument('--markdown', metavar='PATH', help='write a markdown report')
     parser.add_argument('--plot', metavar='PATH', help='write a PNG: the families picture '
@@ -161,7 +178,15 @@ def main(argv=None):
             sections.append(f'## Families on {_device_text(device, args)}, batch '
                             f"{families['batch']}\n\n" + bench.families_markdown(families))
             print(bench.families_markdown(families))
-    except bench.BenchmarkError as error:
+        if 'scaling' in modes:
+            result['scaling'] = benchmark_scaling.run_scaling(
+                device, args.scaling_arch, args.scaling_factors, args.scaling_strategies,
+                args.scaling_batch or (32 if device.type == 'cuda' else 1), args.scaling_size,
+                args.rounds, args.warmup, args.min_sample_s, log=print)
+            text = benchmark_scaling.scaling_markdown(result['scaling'])
+            sections.append(f'## Model scaling on {_device_text(device, args)}\n\n' + text)
+            print(text)
+    except (bench.BenchmarkError, benchmark_scaling.scaling.ScalingError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     if args.json:
@@ -178,6 +203,10 @@ def main(argv=None):
             bench.plot_families(result['families'], args.plot,
                                 f"speed vs flops on {_device_text(device, args)}, batch "
                                 f"{result['families']['batch']}")
+        elif 'scaling' in result:
+            benchmark_scaling.plot_scaling(
+                result['scaling'], args.plot, f"{result['scaling']['arch']} scaled, "
+                f"{_device_text(device, args)}, batch {result['scaling']['batch']}")
         elif result.get('timings'):
             _plot(result['timings'], args.plot, result['header'])
     return 0

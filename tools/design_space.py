@@ -5,10 +5,15 @@
     python tools/design_space.py fit --depths 1 2 7 12 --widths 32 64 160 384
     python tools/design_space.py edf work_dirs/a/results.json work_dirs/b/results.json \\
         --metric coco/bbox_mAP --normalize flops --bins 10 --plot edf.png
+    python tools/design_space.py scale regnety_400mf --factor 4 --strategy dWr
+    python tools/design_space.py scale regnetx_400mf --flops 40e9 --input-size 800 1333 \\
+        --config configs/mask_rcnn_regnetx_400mf_fpn.py --out work_dirs/scaled/mask_rcnn.py
 
 Spaces: anynetx_a .. anynetx_e, regnet, regnetx, regnety (see regnet_backbone/design/sampling.py
 for their ranges). Complexity is counted as tools/analyze_complexity.py counts it: multiply-adds,
 params and activations with the 1000-class head at --input-size (default 224x224, the paper's).
+scale: fast compound model scaling (Dollar, Singh and Girshick, CVPR 2021) of any arch by a flops
+factor or to a flops target (within 2% by default); see regnet_backbone/design/scaling.py for the rules.
 Bottleneck ratios are this package's w_b / w (pycls BOT_MUL, mmdet bot_mul), the inverse of the
 paper's b = w / w_b: the paper's b in {1, 2, 4} is bottleneck_ratio in {1, 0.5, 0.25}.
 """
@@ -17,13 +22,18 @@ import json
 import os
 import sys
 import textwrap
+import warnings
+
+# mmengine imports pkg_resources (setuptools < 82); keep its deprecation notice off the terminal.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.atomic import replace_bytes, replace_file  # noqa: E402
 from regnet_backbone.design import fit as fit_lib  # noqa: E402
 from regnet_backbone.design import results as results_lib  # noqa: E402
-from regnet_backbone.design import sampling, stats  # noqa: E402
+from regnet_backbone.design import sampling, scaling, stats  # noqa: E402
+from regnet_backbone.runtime import cli  # noqa: E402
 
 
 def _window(values):
@@ -125,6 +135,57 @@ def cmd_edf(args):
         print(f"KS distance {curves[0]['name']} vs {c['name']}: {d:.3f}")
 
 
+def _arch_line(arch: dict) -> str:
+    return 'arch=dict(' + ', '.join(f'{k}={v!r}' for k, v in arch.items()) + ')'
+
+
+def _counts(cx: dict) -> str:
+    return (f"{cx['flops'] / 1e9:.4g} GF, {cx['params'] / 1e6:.4g} M params, "
+            f"{cx['acts'] / 1e6:.4g} M acts")
+
+
+def cmd_scale(args):
+    arch = _arch_arg(args.arch)
+    size = tuple(args.input_size)
+    if args.flops is not None:
+        result = scaling.scale_to_flops(arch, args.flops, args.strategy, size, args.tolerance)
+    else:
+        result = scaling.scale_arch(arch, args.factor, args.strategy, size)
+    written, texts = [], []
+    if args.config:
+        from regnet_backbone.runtime.scaling import scaled_config
+    for base, out in zip(args.config or (), args.out or ()):
+        cfg, notes = scaled_config(base, result)
+        texts.append(cfg.pretty_text.encode())
+        written.append(dict(config=base, out=out, notes=notes))
+    for item, text in zip(written, texts):  # every config builds before any is written
+        replace_bytes(item['out'], text)
+    if args.json:
+        data = result.to_dict()
+        if written:
+            data['configs'] = written
+        print(json.dumps(data))
+        return
+    f = result.factors
+    print(f'{args.arch} x{result.scale:.4g} in flops with {args.strategy} ({result.strategy}): '
+          f"depth x{f['d']:.4g}, width x{f['w']:.4g}, group width x{f['g']:.4g}, "
+          f"resolution x{f['r']:.4g}")
+    print(_arch_line(result.arch))
+    (h, w), (h0, w0) = result.scaled_input_size, result.input_size
+    print(f'at {h}x{w} (input {h0}x{w0} x r): {_counts(result.complexity)}; unscaled at '
+          f'{h0}x{w0}: {_counts(result.base_complexity)} (1000-class head)')
+    if args.flops is not None:
+        error = result.complexity['flops'] / args.flops - 1
+        print(f'target {args.flops / 1e9:.4g} GF: {100 * error:+.2f}%')
+    for item in written:
+        print(f"wrote {item['out']} from {item['config']} (backbone arch replaced, init_cfg and "
+              'load_from removed: no weights exist for this arch yet)')
+        for line in item['notes']:
+            print(f'  {line}')
+        if result.resolution == 1:
+            print('  image sizes unchanged: this strategy keeps the resolution')
+
+
 def build_parser():
     epilog = __doc__.split('\n\n', 1)[1] + '\nedf: ' + textwrap.fill(results_lib.ERROR_RULES, 94)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=epilog,
@@ -178,6 +239,35 @@ def build_parser():
     p.add_argument('--json', action='store_true',
                    help='print {"studies": [{"name", "n", "errors", "cdf", "weights"}]}')
     p.set_defaults(func=cmd_edf)
+
+    p = sub.add_parser(
+        'scale', help='scale an arch by a flops factor or to a flops target',
+        description='Scale ARCH (fast compound scaling, Dollar et al. 2021) by --factor S in '
+        'flops, or to --flops F (multiply-adds at --input-size x r, 1000-class head) within '
+        f'--tolerance (default {100 * scaling.TOLERANCE:g}%). Prints the scaled arch as an '
+        'arch=dict(...) line and its complexity; with --config, writes a config for it.')
+    p.add_argument('arch', metavar='ARCH', help='a preset name or a JSON arch dict (RegNet '
+                   'parameters or AnyNet stage lists)')
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument('--factor', type=float, metavar='S', help='flops factor s (e.g. 4)')
+    how.add_argument('--flops', type=float, metavar='F',
+                     help='target flops in multiply-adds (e.g. 1.6e9)')
+    p.add_argument('--tolerance', type=float, default=scaling.TOLERANCE, metavar='T',
+                   help=f'how close --flops must land, relative (default {scaling.TOLERANCE:g})')
+    p.add_argument('--strategy', default=scaling.DEFAULT_STRATEGY,
+                   help=f'{", ".join(scaling.STRATEGIES)} or dX_wY_gZ_rV (default '
+                   f'{scaling.DEFAULT_STRATEGY} = {scaling.STRATEGIES[scaling.DEFAULT_STRATEGY]})')
+    p.add_argument('--input-size', nargs=2, type=int, default=(224, 224), metavar=('H', 'W'),
+                   help="the unscaled network's input (default 224 224; e.g. 800 1333 for a "
+                   'detector); complexity is counted at this size x r')
+    p.add_argument('--json', action='store_true',
+                   help='print {"arch", "factors", "flops", "params", "acts", "input_size", ...}')
+    p.add_argument('--config', nargs='+', metavar='CONFIG',
+                   help='write a config for the scaled arch from each of these mmdet / mmseg / '
+                   'mmpretrain configs (e.g. the pretraining and the detection config)')
+    p.add_argument('--out', nargs='+', metavar='PATH',
+                   help='where each --config is written (atomically), one PATH per CONFIG')
+    p.set_defaults(func=cmd_scale)
     return parser
 
 
@@ -186,9 +276,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == 'fit' and (args.depths is None) != (args.widths is None):
         parser.error('--depths and --widths go together')
+    if args.command == 'scale' and len(args.config or ()) != len(args.out or ()):
+        parser.error('--config and --out go together: one --out PATH per CONFIG')
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError) as err:  # json errors are ValueErrors
+    # json errors are ValueErrors; the engine's errors (a config) only once it was imported
+    except (ValueError, TypeError, OSError, *cli.user_errors()) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         parser.exit(2, f'error: {message}\n')
 
