@@ -1,7 +1,12 @@
 """Conv and norm builders that honour OpenMMLab's ``conv_cfg`` / ``norm_cfg``.
 
 The common types (plain conv; BN, SyncBN, GN, IN) are built here so that the backbone needs only
-torch. Any other registered type (DCN, custom norms) is handed to mmcv when it is installed.
+torch and mmengine. Any other registered type (DCN, custom norms) is handed to mmcv's
+``build_conv_layer`` / ``build_norm_layer`` when it is installed.
+
+Why not mmcv's builders for everything: mmcv's ops have no wheel for torch 2.14 (it builds from
+source, ~20 minutes), so a bare GPU machine (the GPU check) or an ONNX export environment has
+mmengine but no mmcv; the backbone must still build there.
 """
 from typing import Optional
 
