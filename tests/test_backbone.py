@@ -1,11 +1,29 @@
-"""RegNetBackbone: shapes, the OpenMMLab backbone contract and registration."""
+"""RegNetBackbone: shapes, the OpenMMLab backbone contract and registration.
+
+Widths, strides and parameter counts are checked against timm's RegNet of the same preset (built
+on the 'meta' device: shapes only, no weights) and against pycls's published model zoo, never
+against this package's own tables.
+"""
 import math
 
 import pytest
 import torch
 import torch.nn as nn
 
-from regnet_backbone import RegNetBackbone, complexity, resolve_arch
+from regnet_backbone import RegNetBackbone
+
+#: Our preset -> timm's model of the same network (timm's ``_tv`` ones are torchvision's).
+TIMM_NAME = {'regnetx_200mf': 'regnetx_002', 'regnety_200mf': 'regnety_002',
+             'regnetx_400mf_tv': 'regnetx_004_tv', 'regnetx_3.2gf': 'regnetx_032',
+             'regnety_1.6gf': 'regnety_016'}
+
+
+def _timm_stages(arch):
+    """(widths, strides) of timm's four stages ``s1``..``s4``, from its ``feature_info``."""
+    import timm
+    model = timm.create_model(TIMM_NAME[arch], num_classes=0, device='meta')
+    stages = [f for f in model.feature_info if f['module'] in ('s1', 's2', 's3', 's4')]
+    return (tuple(f['num_chs'] for f in stages), tuple(f['reduction'] for f in stages))
 
 
 def _ceil_div(size, stride):
@@ -13,20 +31,22 @@ def _ceil_div(size, stride):
 
 
 @pytest.mark.parametrize('arch', ['regnetx_200mf', 'regnety_200mf', 'regnetx_400mf_tv'])
-@pytest.mark.parametrize('size', [(64, 64), (97, 131), (33, 50)])
-def test_output_shapes(arch, size):
+def test_output_shapes(arch):
+    widths, strides = _timm_stages(arch)
+    assert strides == (4, 8, 16, 32)
     model = RegNetBackbone(arch).eval()
-    widths = resolve_arch(arch).widths
-    outs = model(torch.randn(2, 3, *size))
-    assert len(outs) == 4
-    for out, width, stride in zip(outs, widths, (4, 8, 16, 32)):
-        # Every conv is 'same'-padded, so each stride-2 step rounds the size up.
-        expected = size
-        for _ in range(int(math.log2(stride))):
-            expected = tuple(_ceil_div(s, 2) for s in expected)
-        assert out.shape == (2, width, *expected)
     assert model.out_channels == widths
-    assert model.out_strides == (4, 8, 16, 32)
+    assert model.out_strides == strides
+    for size in [(64, 64), (97, 131), (33, 50)]:
+        with torch.no_grad():
+            outs = model(torch.randn(2, 3, *size))
+        assert len(outs) == 4
+        for out, width, stride in zip(outs, widths, strides):
+            # Every conv is 'same'-padded, so each stride-2 step rounds the size up.
+            expected = size
+            for _ in range(int(math.log2(stride))):
+                expected = tuple(_ceil_div(s, 2) for s in expected)
+            assert out.shape == (2, width, *expected)
 
 
 def test_dilated_stages_keep_resolution():
@@ -41,16 +61,24 @@ def test_dilated_stages_keep_resolution():
 def test_out_indices_subset():
     model = RegNetBackbone('regnetx_200mf', out_indices=(1, 3)).eval()
     outs = model(torch.randn(1, 3, 64, 64))
+    # RegNetX-200MF's published stage widths are 24, 56, 152 and 368 (pycls model zoo).
     assert [o.shape[1] for o in outs] == [56, 368]
     assert model.out_channels == (56, 368)
 
 
-@pytest.mark.parametrize('arch', ['regnetx_200mf', 'regnety_200mf', 'regnetx_3.2gf',
-                                  'regnety_1.6gf'])
-def test_parameter_count_equals_complexity(arch):
-    model = RegNetBackbone(arch)
-    assert sum(p.numel() for p in model.parameters()) == complexity(
-        resolve_arch(arch), num_classes=None)['params']
+@pytest.mark.parametrize('arch, pycls_params, last_width', [
+    # pycls MODEL_ZOO params (1000-class head included) and the last stage's published width
+    ('regnetx_200mf', 2684792, 368), ('regnety_200mf', 3162996, 368),
+    ('regnetx_3.2gf', 15296552, 1008), ('regnety_1.6gf', 11202430, 888),
+])
+def test_parameter_count_matches_timm_and_pycls(arch, pycls_params, last_width):
+    import timm
+    with torch.device('meta'):  # shapes only: no weights are initialised
+        model = RegNetBackbone(arch)
+    ours = sum(p.numel() for p in model.parameters())
+    reference = timm.create_model(TIMM_NAME[arch], num_classes=0, device='meta')
+    assert ours == sum(p.numel() for p in reference.parameters())  # timm, without its head
+    assert ours == pycls_params - (last_width * 1000 + 1000)  # minus the fc's weight and bias
 
 
 def test_block_structure_follows_paper():
@@ -188,7 +216,7 @@ def test_builds_from_mmdet_and_mmseg_registries():
     for registry in (MMDET_MODELS, MMSEG_MODELS):
         model = registry.build(cfg)
         assert isinstance(model, RegNetBackbone)
-        assert model.out_channels == (32, 64, 160, 384)
+        assert model.out_channels == (32, 64, 160, 384)  # RegNetX-400MF, pycls zoo
     # mmdet's own RegNet is still there, untouched.
     assert MMDET_MODELS.get('RegNet').__module__.startswith('mmdet')
 
@@ -196,4 +224,5 @@ def test_builds_from_mmdet_and_mmseg_registries():
 def test_mmdet_style_arch_dict_migrates():
     # The arch dict of mmdet's RegNet configs works unchanged.
     mmdet_arch = dict(w0=88, wa=26.31, wm=2.25, group_w=48, depth=25, bot_mul=1.0)
+    # RegNetX-3.2GF: mmdet's configs give its FPN in_channels=[96, 192, 432, 1008].
     assert RegNetBackbone(arch=mmdet_arch).out_channels == (96, 192, 432, 1008)

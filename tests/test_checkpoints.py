@@ -413,6 +413,33 @@ def test_export_runs_in_reference_models(tmp_path):
         assert_same_stages(stages_sx(ref, x.flip(1)), expected)
 
 
+@pytest.mark.parametrize('order', ['RGB', 'BGR'])
+def test_mmdet_export_runs_in_mmdet_regnet(order):
+    """Ours exported to mmdet's layout loads strictly into mmdet's own ``RegNet`` and gives our
+    stage outputs in float64. mmdet's weights see BGR: when ours expect RGB, the export flips
+    the first conv and the reference gets the channel-reversed image."""
+    from mmdet.models.backbones import RegNet
+    torch.manual_seed(0)
+    ours = randomise_(RegNetBackbone(arch='regnetx_400mf', in_channel_order=order), seed=10)
+    ours = ours.double()
+    x = image(7).double()
+    expected = run_ours(ours, x)
+    ref = RegNet(arch='regnetx_400mf')
+    ref.load_state_dict(export_state_dict(ours.state_dict(), 'mmdet', channel_order=order),
+                        strict=True)
+    ref = ref.double()
+    ref.eval()  # mmdet's ResNet.train() returns None, so no chaining
+    with torch.no_grad():
+        got = ref(x.flip(1) if order == 'RGB' else x)
+    assert len(got) == len(expected) == 4
+    errors = [rel_err(a, b) for a, b in zip(expected, got)]
+    assert max(errors) < 1e-10, errors
+    assert all(g.abs().max() > 0 for g in got)
+    if order == 'RGB':  # the flip matters: fed the unflipped image, mmdet's RegNet disagrees
+        with torch.no_grad():
+            assert rel_err(ref(x)[0], expected[0]) > 1e-3
+
+
 def test_safetensors_output_loads(tmp_path, capsys):
     torch.manual_seed(0)
     ref = randomise_(RegNetBackbone(arch='regnetx_200mf'), seed=9)

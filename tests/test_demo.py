@@ -58,6 +58,35 @@ def _load_png(path):
     return picture
 
 
+def _bands(content, size):
+    """(start, end) of each run of True in ``content`` at least ``size // 2`` long."""
+    bands, start = [], None
+    for i, value in enumerate(list(content) + [False]):
+        if value and start is None:
+            start = i
+        elif not value and start is not None:
+            if i - start >= size // 2:
+                bands.append((start, i))
+            start = None
+    return bands
+
+
+def _grid_cells(picture, size):
+    """Read a grid of pictures on a white canvas back from the pixels: the row and column bands
+    that are mostly not white (captions and a legend are thin, sparse lines of text), and the
+    (row, column) cells of those bands that hold a picture."""
+    white = (picture >= 250).all(axis=2)
+    rows = _bands(white.mean(axis=1) < 0.8, size)
+    columns = _bands(white.mean(axis=0) < 0.8, size)
+    filled = [(r, c) for r in rows for c in columns
+              if white[r[0]:r[1], c[0]:c[1]].mean() < 0.5]
+    return rows, columns, filled
+
+
+def _has_colour(picture, bgr, tolerance=12):
+    return bool((np.abs(picture.astype(int) - bgr).max(axis=2) <= tolerance).any())
+
+
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
     """The data of ``tools/demo.py --quick`` (48 train / 8 val images, 128x128)."""
@@ -69,7 +98,10 @@ def synthetic(tmp_path_factory):
 def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
     from regnet_backbone.demo.visualization import read_scalars
     work = tmp_path / 'demo'
-    proc = run_tool(DEMO, '--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root)
+    drawn, size = 6, synthetic.size  # validation images to draw, of size x size pixels
+    args = ('--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root,
+            '--num-images', drawn)
+    proc = run_tool(DEMO, *args)
     assert proc.returncode == 0, _explain(proc)
     out = proc.stdout
     for stage in ('== data:', '== mask_rcnn: training', '== upernet: training', '== done in'):
@@ -88,14 +120,26 @@ def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
             assert re.search(rf'{re.escape(key)}: +\d\.\d{{3}}', out), _explain(proc)
 
         predictions = _load_png(work / f'{name}_predictions.png')
-        curves = _load_png(work / f'{name}_training.png')
-        assert predictions.shape[0] > 2 * 128 and predictions.shape[1] > 3 * 128
-        assert curves.shape[:2] == (400, 1100)
         assert predictions.std() > 10  # not a blank canvas
+        # One picture per drawn image (Mask R-CNN), or three (UperNet: the image, its ground
+        # truth and the prediction, side by side); each at the image's size.
+        rows, columns, filled = _grid_cells(predictions, size)
+        assert all(end - start == size for start, end in rows + columns), (rows, columns)
+        if name == 'mask_rcnn':
+            assert len(filled) == drawn, (rows, columns)
+        else:
+            assert len(columns) == 3 and len(filled) == 3 * drawn, (rows, columns)
+        # The curves: a loss panel and a metric panel side by side, each with a line drawn in
+        # matplotlib's first colour (tab:blue, #1f77b4; BGR as OpenCV reads it).
+        curves = _load_png(work / f'{name}_training.png')
+        height, width = curves.shape[:2]
+        assert width > 2 * height and curves.std() > 10
+        assert _has_colour(curves[:, :width // 2], (180, 119, 31)), 'no loss curve'
+        assert _has_colour(curves[:, width // 2:], (180, 119, 31)), 'no metric curve'
         assert str(work / f'{name}_predictions.png') in out
     assert not glob.glob(str(work / '**' / '.*.tmp'), recursive=True)  # no temporary files
 
-    again = run_tool(DEMO, '--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root)
+    again = run_tool(DEMO, *args)
     assert again.returncode == 0, _explain(again)
     assert again.stdout.count('holds the final checkpoint: drawing only') == 2, _explain(again)
     assert 'training 40 iterations' not in again.stdout and 'trained earlier' in again.stdout
@@ -183,10 +227,10 @@ def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
 
 # --- two processes --------------------------------------------------------------------------------
 def test_dist_train_runs_the_demo_detector_on_cpu(synthetic, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip('checks the CPU (gloo) fallback')
     config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters=8, every=8)
-    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(free_port()))
+    # The CPU (gloo) path, on a GPU machine too: the processes see no CUDA device.
+    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(free_port()),
+               CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -1,6 +1,6 @@
 """The design space and the presets against the paper's table and the reference implementations.
 
-Expected values come from ../shared/REFERENCE.md (pycls's model_complexity.json) and from the
+Expected values come from tests/reference/REFERENCE.md (pycls's model_complexity.json) and from the
 installed pycls, torchvision and timm code, never from this project's own output.
 """
 import re
@@ -12,7 +12,7 @@ from regnet_backbone import (PRESETS, AnyNetSpec, RegNetParams, complexity,
                              design_space_violations, generate_block_widths, get_preset,
                              in_design_space, resolve_arch)
 
-# A copy of shared/REFERENCE.md (pycls's published model_complexity.json and model zoo).
+# pycls's published model_complexity.json and model zoo).
 REFERENCE = Path(__file__).resolve().parent / 'reference' / 'REFERENCE.md'
 
 

@@ -1,11 +1,11 @@
-"""The quantized linear fit (paper section 3.3, e_fit as defined in issue 11).
+"""The quantized linear fit (paper section 3.3): e_fit is the mean |log| gap between the
+observed per-block widths and those the RegNet rule predicts from (w0, wa, wm).
 
 Expected values: generated RegNets whose parameters lie on the search grid fit exactly
 (e_fit = 0), and an exhaustive grid search written here in NumPy is never better than the fit.
 """
 import math
 import random
-import time
 
 import numpy as np
 import pytest
@@ -77,8 +77,9 @@ def test_e_fit_positive_on_anynetx_a_samples():
 
 
 def _grid_min(observed):
-    """Exhaustive grid of issue 11: w0 in 8..256 step 8, wa in 0.5..255.5 step 0.5, wm 1.5..3
-    step 0.01, vectorised; NumPy's round is half to even like Python's."""
+    """Exhaustive grid over the paper's RegNet ranges (w0 < 256, wa < 256, 1.5 <= wm <= 3): w0 in
+    8..256 step 8, wa in 0.5..255.5 step 0.5, wm 1.5..3 step 0.01, vectorised; NumPy's round is
+    half to even like Python's."""
     obs = np.log(np.asarray(observed, dtype=np.float64))
     d = len(observed)
     j = np.arange(d, dtype=np.float64)
@@ -104,12 +105,15 @@ def test_fit_at_least_as_good_as_exhaustive_grid(observed):
     assert result.e_fit <= _grid_min(observed) + 1e-12
 
 
-def test_fit_is_fast_at_depth_64():
+def test_fit_at_depth_64():
+    # The deepest RegNet the paper samples (d < 64); timing it is tools/benchmark_design.py's job.
     rng = random.Random(5)
     widths = sorted(8 * rng.randint(1, 128) for _ in range(64))
-    start = time.perf_counter()
-    fit_regnet(widths)
-    assert time.perf_counter() - start < 2.0
+    result = fit_regnet(widths)
+    assert result.depth == 64 and result.e_fit > 0  # random sorted widths are off the rule
+    assert result.e_fit == pytest.approx(_e_fit_by_hand(widths, result.w0, result.wa, result.wm))
+    assert result.w0 % 8 == 0 and 8 <= result.w0 <= 256
+    assert 0 < result.wa < 256 and 1.5 <= result.wm <= 3
 
 
 def test_block_widths_of_repeats_stage_widths():

@@ -1,4 +1,4 @@
-"""Issue 13, in process: strict loading, safe writes, one-line errors, mmdet's defaults.
+"""In process: strict loading, safe writes, one-line errors, mmdet's defaults.
 
 The end-to-end cases (the tools run as subprocesses on a tiny training run) are in
 tests/test_tools.py, next to the run they reuse.

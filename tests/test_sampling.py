@@ -1,13 +1,13 @@
 """The design-space samplers against the paper's text.
 
 Every constraint is checked by ``paper_violations`` below, written from the paper (Radosavovic et
-al., CVPR 2020, sections 3 and 4) and pycls's sampler ranges (../shared/DESIGN_SPACES.md), not
-with the package's own checker. Complexity is checked against the built torch module.
+al., CVPR 2020, sections 3 and 4) and pycls's sampler ranges (``pycls/sweep/samplers.py`` and
+``pycls/sweep/random.py`` in github.com/facebookresearch/pycls), not with the package's own
+checker. Complexity is checked against the built torch module.
 """
 import json
 import math
 import random
-import time
 
 import pytest
 import torch
@@ -163,11 +163,9 @@ def test_anynetx_a_varies_within_a_sample():
     assert any(s.arch['widths'] != sorted(s.arch['widths']) for s in samples)
 
 
-def test_unreachable_window_fails_fast_with_a_clear_error():
-    start = time.perf_counter()
+def test_unreachable_window_fails_after_max_draws_with_a_clear_error():
     with pytest.raises(SamplingError) as info:
         sample('regnetx', 3, flops=(1, 2), max_draws=2000)
-    assert time.perf_counter() - start < 10
     message = str(info.value)
     assert '\n' not in message
     assert 'flops in [1, 2]' in message and '2000 draws' in message and 'widen' in message
