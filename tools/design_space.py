@@ -89,7 +89,8 @@ def _study_curves(args):
             sorted_e, cdf = stats.edf(errors)
             weights = [1.0 / len(errors)] * len(errors)
         else:
-            cx = [r[args.normalize] for r in results_lib.done_trials(results)]
+            cx = [r[args.normalize]
+                  for r in results_lib.usable_trials(results, args.metric, args.scale)]
             sorted_e, cdf, weights = stats.normalized_edf(errors, cx, args.bins)
         curves.append(dict(name=name, n=len(errors), errors=[float(e) for e in sorted_e],
                            cdf=[float(c) for c in cdf], weights=[float(w) for w in weights]))

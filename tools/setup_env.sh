@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up step for regnet-backbone: a cached virtual environment with torch, mmcv
-# (with compiled ops), mmengine, mmdet, mmsegmentation and the test dependencies.
+# (with compiled ops), mmengine, mmdet, mmsegmentation and the test dependencies, and the
+# Fashion-MNIST files of `make study` (Debian's dataset-fashion-mnist, through apt when missing).
 #
 #   tools/setup_env.sh            # prints the environment's python on its last line
 #
@@ -115,4 +116,9 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
 fi
 "${pip[@]}" install --no-deps --no-build-isolation -e "$here" >/dev/null \
     || die "could not install regnet_backbone itself (pip install -e $here)."
+
+# --- 5. the real data of `make study`: Debian's dataset-fashion-mnist (optional) ------------------
+# Kept when present, else installed with apt; without apt it says so in one line and the set-up
+# goes on (only `make study` and tests/test_fashion_mnist.py read these files).
+bash "$here/tools/get_fashion_mnist.sh" || true
 echo "$py" >&3

@@ -1,17 +1,21 @@
-"""Design-space studies on an mmdet / mmseg recipe: sample, train, collect, compare (issue 11).
+"""Design-space studies on an mmdet / mmseg recipe: sample, train, collect, compare.
 
     python tools/study.py setup BASE_CONFIG WORK_DIR --space SPACE --n N [--flops LO HI]
         [--params LO HI] [--acts LO HI] [--input-size H W] [--seed S] [--metric KEY]
-        [--data-root DIR] [--cfg-options KEY=VALUE ...]
+        [--data-root DIR] [--cfg-options KEY=VALUE ...] [--init scratch | --pretrain CLS_CONFIG
+        [--pretrain-cfg-options KEY=VALUE ...]] [--repeats K]
     python tools/study.py run WORK_DIR [WORK_DIR ...] [--jobs K] [--retries R]
         [--executor local|slurm|submitit-local] [--threads T] [--retry-failed]
         [--partition P] [--gpus-per-trial G] [--cpus-per-task C] [--time MIN] [--mem-gb M]
     python tools/study.py collect WORK_DIR [WORK_DIR ...]
     python tools/study.py analyze WORK_DIR [WORK_DIR ...] --out REPORT_DIR [--metric KEY]
-    python tools/study.py demo [--work-dir work_dirs/study] [--n 8] [--jobs 2]
+    python tools/study.py demo [--task fashion-mnist|synthetic-upernet] [--seed S]
+        [--out work_dirs/study] [--n 24] [--repeats 4] [--jobs 2] [--executor workers|local]
 
-``demo`` (``make study``) compares RegNetX with AnyNetX_A on the synthetic shapes of ``make demo``
-with a short UperNet schedule on a CPU (configs/demo/study/), then prints where the report is.
+``demo`` (``make study``) compares RegNetX with AnyNetX_A (100-200 MF at 224x224) on the real
+Fashion-MNIST (Debian's dataset-fashion-mnist) with a 400-step classification recipe on a CPU
+(configs/demo/study/), then prints the verdict and where the report and summary.json are;
+``--task synthetic-upernet`` runs the UperNet study on the synthetic shapes of ``make demo``.
 The library behind it is regnet_backbone.runtime.study (setup / run / collect) and
 regnet_backbone.runtime.study_report (analyze).
 """
@@ -28,9 +32,17 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 TRAIN_TOOL = osp.join(ROOT, 'tools', 'train.py')
-DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'study', 'upernet_regnet_study_synthetic.py')
 DEMO_SPACES = ('regnetx', 'anynetx_a')
 DEMO_FLOPS = (100e6, 200e6)  # at 224x224 with the 1000-class head (pycls's convention)
+# `tools/study.py demo --task ...`: the recipe, its data, trials per space and RegNetX reruns.
+DEMO_TASKS = {
+    'fashion-mnist': dict(
+        config=osp.join(ROOT, 'configs', 'demo', 'study', 'regnet_study_fashion_mnist.py'),
+        data_root='data/fashion_mnist', n=24, repeats=4),
+    'synthetic-upernet': dict(
+        config=osp.join(ROOT, 'configs', 'demo', 'study', 'upernet_regnet_study_synthetic.py'),
+        data_root='data/synthetic', n=8, repeats=0),
+}
 # The data of `make demo` (tools/demo.py FULL): shared, generated once.
 DEMO_DATA = dict(num_train=2000, num_val=200, size=256, seed=0)
 
@@ -72,6 +84,24 @@ def parse_args(argv=None):
     p.add_argument('--data-root', help='point the config\'s datasets at this folder')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override base config settings, e.g. train_cfg.max_iters=1000')
+    init = p.add_mutually_exclusive_group()
+    init.add_argument('--init', choices=('scratch', ), help='scratch: train each trial from '
+                      'random weights with nothing frozen (frozen_stages=-1, norm_eval=False, '
+                      'trainable backbone and neck norms; BN becomes SyncBN, which mmengine '
+                      'reverts to BN when a run is not distributed); the schedule is kept. '
+                      'Needed for a fine-tuning recipe (frozen stages, BN in eval mode), which '
+                      'is refused otherwise')
+    init.add_argument('--pretrain', metavar='CLS_CONFIG',
+                      help='two-stage trials: pretrain each sampled backbone with this '
+                      'mmpretrain config, convert it, then fine-tune BASE_CONFIG from it with '
+                      'its own frozen_stages / norm_eval (e.g. '
+                      'configs/regnetx_400mf_1xb128-10e_in1k.py, the paper\'s 10 epochs)')
+    p.add_argument('--pretrain-cfg-options', nargs='+', action=DictAction,
+                   help='override CLS_CONFIG settings, e.g. data_root=... or '
+                   'train_cfg.max_epochs=1')
+    p.add_argument('--repeats', type=int, default=0, metavar='K',
+                   help='train the first K samples once more with another training seed '
+                   '(trials trial_<i>_r1): the seed-noise floor of the report (default 0)')
 
     p = sub.add_parser('run', help='train every unfinished trial (resumable)')
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
@@ -108,17 +138,36 @@ def parse_args(argv=None):
     p.add_argument('--scale', choices=('fraction', 'percent'),
                    help='how the metric is reported, for keys not listed under --metric')
 
-    p = sub.add_parser('demo', help='`make study`: RegNetX vs AnyNetX_A on the synthetic shapes '
-                       '(CPU, about 30 minutes on 2 cores)')
-    p.add_argument('--work-dir', default='work_dirs/study')
-    p.add_argument('--data-root', default='data/synthetic',
-                   help='the synthetic data of `make demo` (generated when missing)')
-    p.add_argument('--config', default=DEMO_CONFIG, help='the trial recipe')
-    p.add_argument('--n', type=int, default=8, help='trials per design space (default 8)')
+    p = sub.add_parser('demo', help='`make study`: RegNetX vs AnyNetX_A on the real Fashion-MNIST '
+                       '(CPU, 1 thread per trial, 2 trials at a time), then the report')
+    p.add_argument('--task', choices=tuple(DEMO_TASKS), default='fashion-mnist',
+                   help='fashion-mnist (default): a classifier on Debian\'s Fashion-MNIST, '
+                   f'{DEMO_TASKS["fashion-mnist"]["n"]} trials a space plus '
+                   f'{DEMO_TASKS["fashion-mnist"]["repeats"]} RegNetX reruns with another seed '
+                   '(the seed-noise floor); synthetic-upernet: the UperNet study on the '
+                   'synthetic shapes of `make demo`')
+    p.add_argument('--out', '--work-dir', dest='out', default='work_dirs/study',
+                   help='the studies (OUT/regnetx, OUT/anynetx_a) and the report (OUT/report)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='the sampling seed: the same protocol with other networks (default 0)')
+    p.add_argument('--data-root', help='the data (default: data/fashion_mnist, unpacked from '
+                   '/usr/share/datasets/fashion-mnist; data/synthetic for synthetic-upernet, '
+                   'generated when missing)')
+    p.add_argument('--download', action='store_true',
+                   help='fashion-mnist without Debian\'s dataset-fashion-mnist: let mmpretrain '
+                   'download the files (needs the internet)')
+    p.add_argument('--config', help='the trial recipe (default: the task\'s, in '
+                   'configs/demo/study/)')
+    p.add_argument('--n', type=int, help='trials per design space (default: 24 for '
+                   'fashion-mnist, 8 for synthetic-upernet)')
+    p.add_argument('--repeats', type=int, help='RegNetX samples trained once more with another '
+                   'seed (default: 4 for fashion-mnist, 0 for synthetic-upernet)')
     p.add_argument('--jobs', type=int, default=2, help='trials at once (default 2, 1 thread '
                    'each)')
+    p.add_argument('--executor', choices=('workers', 'local'), default='workers',
+                   help='workers (default): long-lived worker processes that train trial after '
+                   'trial; local: one tools/train.py process per trial')
     p.add_argument('--flops', nargs=2, type=float, default=DEMO_FLOPS, metavar=('LO', 'HI'))
-    p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override the trial recipe, e.g. train_cfg.max_iters=100')
     return parser.parse_args(argv)
@@ -140,8 +189,9 @@ def print_progress(event) -> None:
     else:
         last = (event.error or '').strip().splitlines()
         last = last[-1] if last else 'unknown error'
-        what = (f'{where} attempt {event.attempt} failed, retrying: {last}' if event.kind == 'retry'
-                else f'{where} FAILED: {last}')
+        stage = f' in stage {event.stage}' if getattr(event, 'stage', None) else ''
+        what = (f'{where} attempt {event.attempt} failed{stage}, retrying: {last}'
+                if event.kind == 'retry' else f'{where} FAILED{stage}: {last}')
     eta = f' | ETA {_minutes(event.eta_s)}' if event.eta_s is not None else ''
     print(f'[study] {what} | {event.done} done, {event.failed} failed, {event.running} running, '
           f'{event.pending} queued{eta}', flush=True)
@@ -152,10 +202,37 @@ def cmd_setup(args):
     s = study.setup(args.base_config, args.work_dir, space=args.space, n=args.n, seed=args.seed,
                     flops=args.flops, params=args.params, acts=args.acts,
                     input_size=tuple(args.input_size), cfg_options=args.cfg_options,
-                    metric=args.metric, data_root=args.data_root)
+                    metric=args.metric, data_root=args.data_root, init=args.init,
+                    pretrain=args.pretrain, pretrain_cfg_options=args.pretrain_cfg_options,
+                    repeats=args.repeats)
     flops = [t['flops'] / 1e6 for t in s['trials']]
-    print(f'[study] {len(s["trials"])} trials of {s["space"]} in {args.work_dir}/trials '
+    repeats = (f' ({s["n"]} samples + {s["repeats"]} repeat{"s" if s["repeats"] > 1 else ""} '
+               'with another seed)' if s.get('repeats') else '')
+    print(f'[study] {len(s["trials"])} trials of {s["space"]}{repeats} in {args.work_dir}/trials '
           f'({min(flops):.0f}-{max(flops):.0f} MF), ranked by {s["metric"]}')
+    print(f'[study] {describe_init(s)}')
+    rejected = s.get('rejected') or {}
+    if rejected.get('count'):
+        reasons = '; '.join(f'{count}x {reason}' for reason, count in
+                            sorted(rejected['reasons'].items(), key=lambda kv: -kv[1]))
+        print(f'[study] {rejected["count"]} sampled archs cannot be built with the recipe and '
+              f'were drawn again: {reasons}')
+
+
+def describe_init(s) -> str:
+    """One line: how the study's trials get their backbone weights, and for how long they
+    train."""
+    schedule = (s.get('schedule') or {}).get('text', 'the recipe\'s schedule')
+    init = s.get('init', 'recipe')
+    if init == 'scratch':
+        return (f'init: scratch (random weights, nothing frozen, trainable norms); the recipe\'s '
+                f'schedule is kept: {schedule}')
+    if init == 'pretrain':
+        first = (s['schedule'].get('pretrain') or {}).get('text', '?')
+        return (f'init: pretrain: each trial trains its backbone with '
+                f'{osp.basename(s["pretrain_config"])} ({first}), converts it and fine-tunes '
+                f'({schedule})')
+    return f'init: the recipe as written (it trains every weight from random init); {schedule}'
 
 
 def _run(work_dirs, **kwargs):
@@ -193,31 +270,80 @@ def cmd_analyze(args):
     from regnet_backbone.runtime import study_report
     path = study_report.analyze(args.work_dirs, args.out, metric=args.metric, scale=args.scale)
     print(f'[study] report: {path}')
+    print(f'[study] summary: {osp.join(osp.dirname(path), study_report.SUMMARY_FILE)}')
+
+
+def _demo_data(args, task) -> str:
+    """Make the demo's data ready; returns its folder."""
+    root = args.data_root or task['data_root']
+    if args.task == 'synthetic-upernet':
+        from regnet_backbone.demo.synthetic import make_synthetic_coco
+        print(f'[study] data: {root} (the synthetic shapes of `make demo`; generated when '
+              'missing)', flush=True)
+        make_synthetic_coco(root, **DEMO_DATA)
+        return root
+    from regnet_backbone.demo import fashion_mnist
+    start = time.time()
+    if args.download:
+        counts = fashion_mnist.download_fashion_mnist(root)
+        where = 'downloaded by mmpretrain'
+    else:
+        counts = fashion_mnist.prepare_fashion_mnist(root)
+        where = f'unpacked from {fashion_mnist.SOURCE_DIR}'
+    print(f'[study] data: Fashion-MNIST in {root} ({counts["train"]} training and '
+          f'{counts["test"]} test images, {where}; ready in {time.time() - start:.1f} s)',
+          flush=True)
+    return root
+
+
+def _verdicts(report: str):
+    """The report's verdict lines (its "Is the gap evidence?" list)."""
+    with open(report) as f:
+        lines = f.read().splitlines()
+    try:
+        first = lines.index('## Is the gap evidence?') + 1
+    except ValueError:
+        return []
+    out = []
+    for line in lines[first:]:
+        if line.startswith('- '):
+            out.append(line[2:])
+        elif out or line.startswith('#'):
+            break
+    return out
 
 
 def cmd_demo(args):
-    from regnet_backbone.demo.synthetic import make_synthetic_coco
     from regnet_backbone.runtime import study, study_report
     start = time.time()
-    print(f'[study] data: {args.data_root} (the synthetic shapes of `make demo`; generated when '
-          'missing)', flush=True)
-    make_synthetic_coco(args.data_root, **DEMO_DATA)
+    task = DEMO_TASKS[args.task]
+    data_root = _demo_data(args, task)
+    config = args.config or task['config']
+    n = args.n if args.n is not None else task['n']
+    repeats = args.repeats if args.repeats is not None else task['repeats']
     work_dirs = []
     for space in DEMO_SPACES:
-        work_dir = osp.join(args.work_dir, space)
-        s = study.setup(args.config, work_dir, space=space, n=args.n, seed=args.seed,
+        work_dir = osp.join(args.out, space)
+        reruns = repeats if space == DEMO_SPACES[0] else 0
+        s = study.setup(config, work_dir, space=space, n=n, seed=args.seed,
                         flops=tuple(args.flops), cfg_options=args.cfg_options,
-                        data_root=args.data_root)
-        print(f'[study] {space}: {len(s["trials"])} trials in {work_dir} '
-              f'(flops {args.flops[0] / 1e6:.0f}-{args.flops[1] / 1e6:.0f} MF at 224x224)',
+                        data_root=data_root, repeats=reruns)
+        again = f' + {reruns} reruns of its first samples with another seed' if reruns else ''
+        print(f'[study] {space}: {n} samples{again} in {work_dir} (sampling seed {args.seed}, '
+              f'flops {args.flops[0] / 1e6:.0f}-{args.flops[1] / 1e6:.0f} MF at 224x224)',
               flush=True)
         work_dirs.append(work_dir)
-    took = _run(work_dirs, jobs=args.jobs, retries=1, threads=1)
+    took = _run(work_dirs, jobs=args.jobs, retries=1, threads=1, executor=args.executor)
     for work_dir in work_dirs:
         study.collect(work_dir)
-    path = study_report.analyze(work_dirs, osp.join(args.work_dir, 'report'))
+    report_dir = osp.join(args.out, 'report')
+    path = study_report.analyze(work_dirs, report_dir)
     print(f'[study] trained in {_minutes(took)}, {_minutes(time.time() - start)} in all')
+    for line in _verdicts(path):
+        print(f'[study] {line}')
     print(f'[study] report: {path}')
+    print(f'[study] summary: {osp.join(report_dir, study_report.SUMMARY_FILE)}')
+    print(f'[study] EDFs: {osp.join(report_dir, "edf.png")}')
 
 
 def main(argv=None):

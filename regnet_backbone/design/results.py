@@ -14,10 +14,21 @@ Errors are in percent, lower is better:
   ``mAcc``, ``mDice``, ``mFscore`` and mmpretrain's ``accuracy/top1``, ``accuracy/top5``.
 
 Other keys need an explicit ``scale``.
+
+Optional record fields: ``sample`` (index of the distinct sampled network), ``seed`` and
+``repeat`` (0 for the first training of a sample, 1..K for its reruns with other seeds), and
+``pretrain`` (``{"top1": ..., "error": ...}``, the classification stage of a two-stage trial,
+error in percent). Records without ``sample`` are each their own sample.
+
+One rule for a missing metric, used by every reader (:func:`partition_trials`): a done trial
+without a finite value of the metric in ``metrics_best`` is left out of the analysis and counted
+as failed, with the reason; a metric that no done trial has is a ``ValueError`` (a wrong key),
+naming the keys the done trials have.
 """
 import json
+import math
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 SCALES = ('fraction', 'percent')
 TRIAL_STATUSES = ('done', 'failed', 'pending')
@@ -98,18 +109,101 @@ def done_trials(results: dict) -> List[dict]:
     return [r for r in results['trials'] if r.get('status') == 'done']
 
 
-def errors_for(results: dict, key: str, scale: Optional[str] = None) -> List[float]:
-    """Errors (percent) from ``metrics_best[key]`` of the done trials, aligned with
-    :func:`done_trials`.
+class Partition(NamedTuple):
+    """The trials of a results file by what the analysis can use (:func:`partition_trials`).
+
+    Attributes:
+        usable: ``(record, error)`` of every done trial with a finite metric, file order;
+            ``error`` in percent.
+        failed: ``(record, reason)`` of the failed trials and of the done trials without a
+            finite metric (reason: the failure's text, or which metric is missing).
+        pending: the records of the trials not trained yet.
+    """
+    usable: List[Tuple[dict, float]]
+    failed: List[Tuple[dict, str]]
+    pending: List[dict]
+
+
+def partition_trials(results: dict, key: str, scale: Optional[str] = None) -> Partition:
+    """Split the trials of ``results`` by the one rule for a missing metric (module docstring).
 
     Raises:
-        ValueError: a done trial lacks ``key`` (the message lists the keys it has).
+        ValueError: no done trial has ``key`` (the message lists the keys they have), or a
+            value outside its scale's range (:func:`metric_to_error`).
     """
-    errors = []
-    for record in done_trials(results):
-        best: Dict[str, float] = record.get('metrics_best') or {}
-        if key not in best:
-            raise ValueError(f"trial {record.get('trial')!r} has no metric {key!r} in "
-                             f'metrics_best; it has {sorted(best)}.')
-        errors.append(metric_to_error(key, best[key], scale))
-    return errors
+    usable, failed, pending, missing = [], [], [], []
+    for record in results['trials']:
+        status = record.get('status')
+        if status == 'pending':
+            pending.append(record)
+        elif status != 'done':
+            failed.append((record, record.get('error') or 'failed (no error text recorded)'))
+        else:
+            best: Dict[str, float] = record.get('metrics_best') or {}
+            value = best.get(key)
+            if value is None or not _finite(value):
+                missing.append(record)
+                reason = (f'no {key!r} was logged (metrics_best has {sorted(best)})'
+                          if value is None else f'{key} = {value} (not a finite number)')
+                failed.append((record, record.get('error') or reason))
+            else:
+                usable.append((record, metric_to_error(key, value, scale)))
+    if missing and not usable and not any(
+            key in (r.get('metrics_best') or {}) for r in missing):
+        keys = sorted({k for r in missing for k in (r.get('metrics_best') or {})})
+        raise ValueError(f"trial {missing[0].get('trial')!r} has no metric {key!r} in "
+                         f'metrics_best, nor has any other done trial; the done trials have '
+                         f'{keys}.')
+    return Partition(usable, failed, pending)
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def sample_key(record: dict):
+    """The sampled network a record trains: its ``sample`` field, else the record itself."""
+    sample = record.get('sample')
+    return ('sample', sample) if sample is not None else ('trial', record.get('trial'))
+
+
+def group_by_sample(usable: List[Tuple[dict, float]]) -> List[List[Tuple[dict, float]]]:
+    """The usable ``(record, error)`` pairs grouped by sample, in order of first appearance;
+    within a group, by ``repeat`` (0 first; a record without one counts as 0), then file order.
+    The first pair of each group is the sample's representative (:func:`one_per_sample`)."""
+    groups: Dict[object, List[Tuple[dict, float]]] = {}
+    for pair in usable:
+        groups.setdefault(sample_key(pair[0]), []).append(pair)
+    return [sorted(g, key=lambda p: p[0].get('repeat') or 0) for g in groups.values()]
+
+
+def one_per_sample(usable: List[Tuple[dict, float]]) -> List[Tuple[dict, float]]:
+    """One ``(record, error)`` per sample: repeat 0, or its first done rerun. EDFs, means, KS
+    and permutation tests use these, so that a rerun sample does not weigh twice."""
+    return [g[0] for g in group_by_sample(usable)]
+
+
+def seed_groups(usable: List[Tuple[dict, float]]) -> List[List[float]]:
+    """The errors of each sample trained more than once (the input of the seed-noise SD)."""
+    return [[e for _, e in g] for g in group_by_sample(usable) if len(g) > 1]
+
+
+def errors_for(results: dict, key: str, scale: Optional[str] = None) -> List[float]:
+    """Errors (percent) from ``metrics_best[key]``, one per sample (:func:`one_per_sample`),
+    aligned with :func:`usable_trials`. A done trial without a finite value is left out
+    (:func:`partition_trials`); without ``sample`` fields this is every such done trial, in
+    file order.
+
+    Raises:
+        ValueError: no done trial has ``key`` (the message lists the keys they have).
+    """
+    return [e for _, e in one_per_sample(partition_trials(results, key, scale).usable)]
+
+
+def usable_trials(results: dict, key: str, scale: Optional[str] = None) -> List[dict]:
+    """The records behind :func:`errors_for`, in the same order (use these, not
+    :func:`done_trials`, for the complexity of a normalised EDF)."""
+    return [r for r, _ in one_per_sample(partition_trials(results, key, scale).usable)]

@@ -8,8 +8,20 @@
 * Empirical bootstrap of the best value of a parameter (paper footnote 4, pycls
   ``get_filters``).
 * Kolmogorov-Smirnov distance D = sup_e |F_1(e) - F_2(e)|.
+
+Whether a gap between two studies is evidence:
+
+* permutation tests of two samples on the KS distance and on the difference of means (exact
+  enumeration of the splits when there are few, else p = (b + 1) / (m + 1));
+* the percentile bootstrap interval of the difference of means;
+* the Dvoretzky-Kiefer-Wolfowitz (DKW) confidence band of an EDF;
+* random-search efficiency (NDS): the minimum error of k random models, mean and sigma;
+* the seed-noise floor: the pooled SD of the same networks trained with other seeds.
 """
-from typing import Optional, Sequence, Tuple, Union
+import itertools
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -142,3 +154,278 @@ def ks_distance(errors_a: Sequence[float], errors_b: Sequence[float],
 
     points = np.union1d(a, b)
     return float(np.max(np.abs(cdf_at(a, weights_a, points) - cdf_at(b, weights_b, points))))
+
+
+# --- evidence: is a gap between two studies real? -------------------------------------------------
+@dataclass(frozen=True)
+class PermutationTest:
+    """The result of :func:`permutation_test`.
+
+    Attributes:
+        statistic: the observed value (KS distance, or |mean(b) - mean(a)| in the errors' unit).
+        p_value: share of label splits whose statistic is at least the observed one.
+        permutations: splits evaluated (every distinct split when ``exact``).
+        exact: True when every one of the C(n_a + n_b, n_a) splits was enumerated.
+    """
+    statistic: float
+    p_value: float
+    permutations: int
+    exact: bool
+
+
+def _split_masks(n: int, n_a: int, permutations: int, rng, exact: bool, chunk: int):
+    """Boolean (rows, n) masks, True where a pooled value is labelled ``a``, in chunks."""
+    if exact:
+        combos = itertools.combinations(range(n), n_a)
+        while True:
+            rows = list(itertools.islice(combos, chunk))
+            if not rows:
+                return
+            mask = np.zeros((len(rows), n), dtype=bool)
+            np.put_along_axis(mask, np.asarray(rows, dtype=np.intp).reshape(len(rows), n_a),
+                              True, axis=1)
+            yield mask
+    done = 0
+    while done < permutations:
+        rows = min(chunk, permutations - done)
+        picks = np.argsort(rng.random((rows, n)), axis=1)[:, :n_a]
+        mask = np.zeros((rows, n), dtype=bool)
+        np.put_along_axis(mask, picks, True, axis=1)
+        done += rows
+        yield mask
+
+
+def permutation_test(errors_a: Sequence[float], errors_b: Sequence[float], statistic: str = 'ks',
+                     *, permutations: int = 10000, seed: int = 0,
+                     exact_limit: Optional[int] = None) -> PermutationTest:
+    """Two-sample permutation test of "a and b come from the same distribution".
+
+    The two samples are pooled and relabelled at random (n_a values to ``a``, the rest to
+    ``b``); the p-value is the share of relabellings whose statistic is at least the observed
+    one. ``statistic='ks'``: the KS distance sup_e |F_a(e) - F_b(e)|; ``'mean'``: the two-sided
+    |mean(b) - mean(a)|.
+
+    When the number of distinct splits C(n_a + n_b, n_a) is at most ``exact_limit`` (default:
+    ``permutations``), every split is enumerated and p = #{splits at least as extreme} / C, the
+    observed split included (an exact p-value). Otherwise ``permutations`` random splits are
+    drawn with ``numpy.random.default_rng(seed)`` and p = (b + 1) / (m + 1), b of the m random
+    splits being at least as extreme (Phipson & Smyth's convention: never 0, valid at any m).
+
+    Raises:
+        ValueError: an empty sample, an unknown statistic, or permutations < 1.
+    """
+    a, b = _as_1d('errors_a', errors_a), _as_1d('errors_b', errors_b)
+    if statistic not in ('ks', 'mean'):
+        raise ValueError(f"statistic must be 'ks' or 'mean', got {statistic!r}.")
+    if permutations < 1:
+        raise ValueError(f'permutations must be >= 1, got {permutations}.')
+    n_a, n = a.size, a.size + b.size
+    pooled = np.concatenate([a, b])
+    order = np.argsort(pooled, kind='stable')
+    values = pooled[order]
+    # F is compared at the last position of each run of equal values (ties count together).
+    ends = np.flatnonzero(np.append(values[1:] != values[:-1], True))
+    total = values.sum()
+
+    def stat(mask):
+        if statistic == 'ks':
+            in_a = np.cumsum(mask, axis=1)[:, ends]
+            in_b = (ends + 1)[None, :] - in_a
+            return np.max(np.abs(in_a / n_a - in_b / (n - n_a)), axis=1)
+        sum_a = mask @ values
+        return np.abs((total - sum_a) / (n - n_a) - sum_a / n_a)
+
+    observed_mask = np.zeros((1, n), dtype=bool)
+    observed_mask[0, np.argsort(order)[:n_a]] = True
+    observed = float(stat(observed_mask)[0])
+    # Splits that tie with the observed value in exact arithmetic may differ by rounding.
+    scale = 1.0 if statistic == 'ks' else max(1.0, float(np.max(np.abs(values))))
+    threshold = observed - 1e-9 * scale
+    limit = permutations if exact_limit is None else exact_limit
+    splits = math.comb(n, n_a)
+    exact = splits <= limit
+    rng = np.random.default_rng(seed)
+    hits = evaluated = 0
+    for mask in _split_masks(n, n_a, permutations, rng, exact, chunk=2048):
+        hits += int(np.count_nonzero(stat(mask) >= threshold))
+        evaluated += mask.shape[0]
+    p = hits / evaluated if exact else (hits + 1) / (evaluated + 1)
+    return PermutationTest(observed, float(p), int(evaluated), bool(exact))
+
+
+def bootstrap_mean_diff(errors_a: Sequence[float], errors_b: Sequence[float], *,
+                        rounds: int = 10000, level: float = 0.95,
+                        seed: int = 0) -> Tuple[float, float, float]:
+    """Percentile bootstrap interval of mean(b) - mean(a).
+
+    Each round resamples a and b independently, each with replacement and at its own size, and
+    takes the difference of their means.
+
+    Returns:
+        (mean(b) - mean(a) of the data, lo, hi): lo and hi are the (1 - level) / 2 and
+        (1 + level) / 2 percentiles of the ``rounds`` differences (NumPy's linear interpolation).
+    """
+    a, b = _as_1d('errors_a', errors_a), _as_1d('errors_b', errors_b)
+    if not 0 < level < 1:
+        raise ValueError(f'level must be in (0, 1), got {level}.')
+    if rounds < 1:
+        raise ValueError(f'rounds must be >= 1, got {rounds}.')
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, a.size, size=(int(rounds), a.size))].mean(axis=1)
+    means_b = b[rng.integers(0, b.size, size=(int(rounds), b.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(means_b - means_a, [tail, 100 - tail])
+    return float(b.mean() - a.mean()), float(lo), float(hi)
+
+
+def dkw_epsilon(n: int, alpha: float = 0.05) -> float:
+    """Half-width of the Dvoretzky-Kiefer-Wolfowitz band: sqrt(ln(2 / alpha) / (2 n)).
+
+    With probability at least 1 - alpha the true CDF lies within it of the EDF of n samples,
+    everywhere at once (Massart's constant; n = 24, alpha = 0.05: 0.277).
+    """
+    if n < 1:
+        raise ValueError(f'n must be >= 1, got {n}.')
+    if not 0 < alpha < 1:
+        raise ValueError(f'alpha must be in (0, 1), got {alpha}.')
+    return math.sqrt(math.log(2 / alpha) / (2 * n))
+
+
+def dkw_band(errors: Sequence[float], alpha: float = 0.05):
+    """The error EDF with its (1 - alpha) DKW confidence band.
+
+    Returns:
+        (sorted errors, cdf, lower, upper, eps): ``cdf`` as :func:`edf`; lower / upper are
+        cdf -/+ eps clipped to [0, 1], eps = :func:`dkw_epsilon` (n, alpha).
+    """
+    e, cdf = edf(errors)
+    eps = dkw_epsilon(e.size, alpha)
+    return e, cdf, np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0), eps
+
+
+def _powers_of_two(n: int) -> List[int]:
+    return [2 ** p for p in range(int(math.log2(n)) + 1)] if n >= 1 else []
+
+
+def random_search_efficiency(errors: Sequence[float], ks: Optional[Sequence[int]] = None, *,
+                             replace: bool = False,
+                             weights: Optional[Sequence[float]] = None
+                             ) -> List[Tuple[int, float, float]]:
+    """Random-search efficiency (NDS): the minimum error of k models drawn at random.
+
+    For each k, the exact distribution of min(e_i1, ..., e_ik) over the draws gives its mean
+    and its standard deviation sigma (analytic, no resampling noise). With the errors sorted,
+    e_(1) <= ... <= e_(n):
+
+    * ``replace=False`` (default): k distinct trials of the n, every k-subset equally likely:
+      P(min = e_(i)) = C(n - i, k - 1) / C(n, k). Its mean is the unbiased (U-statistic)
+      estimate of the expected best of k fresh models; k <= n.
+    * ``replace=True``: k independent draws from the EDF (NDS's notebooks, which draw with
+      ``weights``, e.g. the complexity-normalised ones): with S_i = sum_{j >= i} w_(j),
+      P(min = e_(i)) = S_i^k - S_{i+1}^k. Any k >= 1.
+
+    Args:
+        ks: the experiment sizes; default 1, 2, 4, ... up to n.
+        weights: per-error probabilities (normalised here), only with ``replace=True``.
+
+    Returns:
+        [(k, mean, sigma), ...] in the order of ``ks``, errors' unit.
+    """
+    e = _as_1d('errors', errors)
+    n = e.size
+    order = np.argsort(e, kind='stable')
+    e = e[order]
+    if weights is not None:
+        if not replace:
+            raise ValueError('weights need replace=True (weighted draws without replacement '
+                             'have no closed form here).')
+        w = _as_1d('weights', weights)
+        if w.size != n or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError('weights must be non-negative, one per error, with a positive sum.')
+        w = w[order] / w.sum()
+    else:
+        w = np.full(n, 1.0 / n)
+    ks = _powers_of_two(n) if ks is None else [int(k) for k in ks]
+    out = []
+    # S_i = P(a draw is at rank >= i), S_{n+1} = 0
+    survival = np.clip(np.append(np.cumsum(w[::-1])[::-1], 0.0), 0.0, 1.0)
+    for k in ks:
+        if replace and k < 1:
+            raise ValueError(f'k must be >= 1, got {k}.')
+        if not replace and not 1 <= k <= n:
+            raise ValueError(f'k must be in [1, {n}] without replacement, got {k}.')
+        if replace:
+            probs = survival[:-1] ** k - survival[1:] ** k
+        else:
+            total = math.comb(n, k)
+            probs = np.array([math.comb(n - i, k - 1) / total for i in range(1, n + 1)])
+        mean = float(probs @ e)
+        var = float(probs @ (e - mean) ** 2)
+        out.append((k, mean, math.sqrt(max(var, 0.0))))
+    return out
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """Pooled within-group standard deviation (:func:`pooled_sd`).
+
+    Attributes:
+        sd: sqrt(sum_g sum_i (x_gi - mean_g)^2 / dof), the errors' unit.
+        groups: groups with at least 2 values (the ones that count).
+        values: values in those groups.
+        dof: degrees of freedom, sum_g (n_g - 1).
+    """
+    sd: float
+    groups: int
+    values: int
+    dof: int
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> Optional[NoiseFloor]:
+    """The seed-noise floor: pooled SD of repeated trainings of the same networks.
+
+    Each group holds the errors of one architecture trained with different seeds. Groups of
+    one value carry no information on noise and are ignored; None when no group has two.
+    """
+    sq, dof, used, count = 0.0, 0, 0, 0
+    for i, g in enumerate(groups):
+        x = _as_1d(f'group {i}', g)
+        if x.size < 2:
+            continue
+        sq += float(np.sum((x - x.mean()) ** 2))
+        dof += x.size - 1
+        used += 1
+        count += x.size
+    if not dof:
+        return None
+    return NoiseFloor(math.sqrt(sq / dof), used, count, dof)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank."""
+    order = np.argsort(x, kind='stable')
+    ranks = np.empty(x.size)
+    sorted_x = x[order]
+    start = 0
+    for end in np.append(np.flatnonzero(sorted_x[1:] != sorted_x[:-1]) + 1, x.size):
+        ranks[order[start:end]] = (start + 1 + end) / 2
+        start = end
+    return ranks
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
+    """(Pearson r, Spearman rho) of paired values; nan where a side is constant.
+
+    Raises:
+        ValueError: fewer than 2 pairs, or x and y of different lengths.
+    """
+    a, b = _as_1d('x', x), _as_1d('y', y)
+    if a.size != b.size or a.size < 2:
+        raise ValueError(f'need at least 2 pairs of equal length, got {a.size} and {b.size}.')
+
+    def pearson(u, v):
+        u, v = u - u.mean(), v - v.mean()
+        den = math.sqrt(float(u @ u) * float(v @ v))
+        return float(u @ v) / den if den > 0 else float('nan')
+
+    return pearson(a, b), pearson(_ranks(a), _ranks(b))

@@ -9,7 +9,16 @@ pycls's sweep analysis draw:
   bootstrap's most likely best value and its 95% interval (the paper's Fig. 5 style);
 * the per-block widths of the best models, with the RegNet fit (and, for RegNets, the continuous
   u_j = w0 + wa * j line of their own parameters);
-* e_fit of every trial, and a table of the best models, each as a ready ``arch=dict(...)`` line.
+* e_fit of every trial, and a table of the best models, each as a ready ``arch=dict(...)`` line;
+* what is evidence: for each pair of studies a permutation test on the KS distance and on the
+  mean error, the bootstrap 95% interval of the difference of means and a one-line verdict; the
+  95% DKW band on every EDF; the seed-noise floor (samples trained again with other seeds) next
+  to the spread across samples; random-search efficiency (NDS); the correlation of the
+  classification error with the task's error for two-stage trials. ``summary.json`` holds the
+  numbers (:data:`SUMMARY_FILE`).
+
+EDFs, means, KS, tests and plots use one trial per sample (its first training, repeat 0, or the
+first rerun that finished); the reruns of a sample only measure the seed noise.
 
 Errors are in percent, from the best validation value of the metric
 (:func:`regnet_backbone.design.results.metric_to_error`). For an AnyNet the plotted w0, wa, wm
@@ -18,6 +27,7 @@ package's ``bottleneck_ratio`` = w_b / w (the inverse of the paper's b).
 
 Needs numpy and matplotlib (Agg backend; no display). Nothing here prints or exits.
 """
+import json
 import math
 import os
 import os.path as osp
@@ -25,9 +35,13 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from ..atomic import replace_bytes
-from .study import RESULTS_FILE, StudyError, _read_json
+from .study import RESULTS_FILE, StudyError
 
 REPORT_FILE = 'report.md'
+SUMMARY_FILE = 'summary.json'
+ALPHA = 0.05         # level of the tests, the intervals and the DKW band
+PERMUTATIONS = 10000  # random splits of a permutation test (all of them when fewer exist)
+BOOTSTRAP_ROUNDS = 10000
 TOP_K = 5          # best models in the table
 WIDTH_PLOTS = 3    # best models whose per-block widths are drawn, per study
 MAX_BINS = 10      # flops bins of the normalised EDF (fewer when a bin would be empty)
@@ -47,7 +61,7 @@ NOISE_NOTE = (
     'level), and a short schedule ranks models by how fast they start to learn, not by where '
     'they end. The paper\'s protocol samples n = 500 models per design space and trains each '
     'for 10 ImageNet epochs; read a small study as a check that the machinery works and a '
-    'first hint, not as a result.')
+    'first hint, not as a result, unless the tests below say otherwise.')
 
 
 @dataclass
@@ -63,6 +77,7 @@ class Trial:
     block_widths: List[int]
     fit: object
     regnet: bool
+    pretrain_error: Optional[float] = None  # classification error (%) of a two-stage trial
 
 
 @dataclass
@@ -73,6 +88,9 @@ class Study:
     trials: List[Trial]
     failed: List[dict] = field(default_factory=list)
     pending: List[str] = field(default_factory=list)
+    noise: Optional[object] = None  # design.stats.NoiseFloor of the repeats, None without
+    reruns: int = 0                 # finished trainings beyond the first of each sample
+    seed_groups: List[List[float]] = field(default_factory=list)  # errors of rerun samples
 
     @property
     def errors(self):
@@ -105,37 +123,65 @@ def load_study_results(work_dir: str, metric: Optional[str] = None,
                        scale: Optional[str] = None) -> Study:
     """Read ``WORK_DIR/results.json`` into a :class:`Study` ranked by ``metric`` (default: the
     study's own metric; ``scale``: ``'fraction'`` or ``'percent'`` for a key that
-    :func:`~regnet_backbone.design.results.metric_to_error` does not know); done trials without
-    that metric are left out as failed."""
-    from ..design.results import metric_to_error
+    :func:`~regnet_backbone.design.results.metric_to_error` does not know).
+
+    The trials follow :func:`~regnet_backbone.design.results.partition_trials`: done trials
+    without a finite value of the metric are listed as failed. ``trials`` holds one trial per
+    sample (:func:`~regnet_backbone.design.results.one_per_sample`), best first; ``noise`` the
+    pooled SD of the samples trained more than once.
+    """
+    from ..design import results as results_lib
+    from ..design.stats import pooled_sd
     path = osp.join(work_dir, RESULTS_FILE)
     if not osp.isfile(path):
         raise StudyError(f'{path} not found: run `tools/study.py collect {work_dir}` first')
-    results = _read_json(path)
+    try:
+        results = results_lib.load_results(path)
+    except json.JSONDecodeError as e:
+        raise StudyError(f'{path} is not valid JSON ({e})') from None
+    except (OSError, ValueError) as e:
+        raise StudyError(str(e)) from None
     settings = results.get('study') or {}
     metric = metric or settings.get('metric')
     if not metric:
         raise StudyError(f'{path} names no metric; pass --metric KEY')
-    study = Study(settings.get('name') or osp.basename(osp.abspath(work_dir)), settings, metric,
-                  [])
-    for record in results.get('trials', []):
-        if record['status'] == 'pending':
-            study.pending.append(record['trial'])
-            continue
-        value = (record.get('metrics_best') or {}).get(metric)
-        if record['status'] != 'done' or value is None or not math.isfinite(value):
-            error = record.get('error') or (f'no {metric!r} was logged' if value is None
-                                            else f'{metric} = {value}')
-            study.failed.append(dict(trial=record['trial'], error=error))
-            continue
+    try:
+        part = results_lib.partition_trials(results, metric, scale)
+    except ValueError as e:
+        raise StudyError(f'{path}: {e}') from None
+    study = Study(results_lib.study_name(results, path), settings, metric, [])
+    study.pending = [r['trial'] for r in part.pending]
+    study.failed = [dict(trial=r['trial'], error=reason, stage=r.get('stage'))
+                    for r, reason in part.failed]
+    firsts = results_lib.one_per_sample(part.usable)
+    study.reruns = len(part.usable) - len(firsts)
+    study.seed_groups = results_lib.seed_groups(part.usable)
+    study.noise = pooled_sd(study.seed_groups)
+    for record, error in firsts:
         info = describe_arch(record['arch'])
         info['values']['flops'] = record['flops'] / 1e6
         study.trials.append(Trial(record['trial'], record['arch'], record['flops'],
-                                  record['params'], float(metric_to_error(metric, value, scale)),
-                                  float(value), info['values'], info['block_widths'],
-                                  info['fit'], info['regnet']))
+                                  record['params'], float(error),
+                                  float(record['metrics_best'][metric]), info['values'],
+                                  info['block_widths'], info['fit'], info['regnet'],
+                                  _pretrain_error(record)))
     study.trials.sort(key=lambda t: t.error)
     return study
+
+
+def _pretrain_error(record: dict) -> Optional[float]:
+    """The classification error (%) of a two-stage trial's pretraining, else None."""
+    stage = record.get('pretrain')
+    if not isinstance(stage, dict):
+        return None
+    value = stage.get('error')
+    if value is None and stage.get('top1') is not None:
+        value = 100.0 - float(stage['top1'])
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 # --- drawing -------------------------------------------------------------------------------------
@@ -177,23 +223,29 @@ def _legend(name: str, errors: Sequence[float]) -> str:
 
 
 def plot_edfs(studies: Sequence[Study], path: str) -> str:
-    """Plain (left) and flops-normalised (right) error EDFs of every study."""
-    from ..design.stats import edf
+    """Plain (left, with its 95% DKW band) and flops-normalised (right) error EDFs of every
+    study."""
+    from ..design.stats import dkw_band
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for study in studies:
         if not study.trials:
             continue
-        errors, cdf = edf(study.errors)
+        errors, cdf, lower, upper, eps = dkw_band(study.errors, ALPHA)
         # each curve starts at F = 0 at the smallest error
-        axes[0].step([errors[0]] + list(errors), [0.0] + list(cdf), where='post', lw=2,
-                     label=_legend(study.name, study.errors))
+        x = [errors[0]] + list(errors)
+        line = axes[0].step(x, [0.0] + list(cdf), where='post', lw=2,
+                            label=_legend(study.name, study.errors) + f' | DKW ±{eps:.2f}')[0]
+        axes[0].fill_between(x, [0.0] + list(lower), [min(1.0, eps)] + list(upper),
+                             step='post', color=line.get_color(), alpha=0.15, lw=0)
         norm = _normalised(study)
         if norm is not None:
             axes[1].step([norm[0][0]] + list(norm[0]), [0.0] + list(norm[1]), where='post',
                          lw=2, label=f'{study.name} ({norm[3]} flops bins)')
     metric = studies[0].metric
-    for ax, title in zip(axes, ('error EDF', 'complexity-normalised EDF (flops)')):
+    titles = (f'error EDF (band: {100 * (1 - ALPHA):.0f}% DKW)',
+              'complexity-normalised EDF (flops)')
+    for ax, title in zip(axes, titles):
         ax.set_xlabel(f'error (%) from best {metric}')
         ax.set_ylabel('cumulative prob.')
         ax.set_ylim(0, 1.02)
@@ -201,6 +253,60 @@ def plot_edfs(studies: Sequence[Study], path: str) -> str:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc='upper left', fontsize=8)
+    return _save(fig, path)
+
+
+def random_search_curves(study: Study) -> List[tuple]:
+    """``[(k, mean, sigma), ...]`` of :func:`~regnet_backbone.design.stats.
+    random_search_efficiency` for k = 1, 2, 4, ... <= n (k distinct trials of the study)."""
+    from ..design.stats import random_search_efficiency
+    return random_search_efficiency(study.errors) if study.trials else []
+
+
+def plot_random_search(studies: Sequence[Study], path: str) -> str:
+    """Random-search efficiency (NDS): the expected minimum error of k random models against
+    log2 k, with a band of +-2 sigma (sigma: the exact SD of that minimum over the draws)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for study in studies:
+        curve = random_search_curves(study)
+        if not curve:
+            continue
+        x = [math.log2(k) for k, _, _ in curve]
+        mean = [m for _, m, _ in curve]
+        line = ax.plot(x, mean, 'o-', lw=2, label=f'{study.name} (n={len(study.trials)})')[0]
+        ax.fill_between(x, [m - 2 * sd for _, m, sd in curve],
+                        [m + 2 * sd for _, m, sd in curve], color=line.get_color(), alpha=0.15,
+                        lw=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel('log2 k (models trained)')
+    ax.set_ylabel(f'min error of k random models (%), best {studies[0].metric}')
+    ax.set_title('random-search efficiency (band: ±2σ)')
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc='upper right')
+    return _save(fig, path)
+
+
+def pretrain_pairs(study: Study) -> List[tuple]:
+    """``(classification error, task error)`` of the two-stage trials, in percent."""
+    return [(t.pretrain_error, t.error) for t in study.trials if t.pretrain_error is not None]
+
+
+def plot_pretrain_correlation(studies: Sequence[Study], path: str) -> str:
+    """The task's error against the classification error of the pretraining stage."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for study in studies:
+        pairs = pretrain_pairs(study)
+        if pairs:
+            ax.scatter(*zip(*pairs), s=20, alpha=0.8, label=f'{study.name} (n={len(pairs)})')
+    ax.set_xlabel('classification error (%) after pretraining')
+    ax.set_ylabel(f'error (%) from best {studies[0].metric}')
+    ax.set_title('two-stage trials: pretraining vs task')
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -270,6 +376,163 @@ def plot_block_widths(study: Study, path: str) -> str:
     return _save(fig, path)
 
 
+# --- evidence ------------------------------------------------------------------------------------
+def _sd(values: Sequence[float]) -> Optional[float]:
+    """Sample standard deviation (n - 1 in the denominator); None below 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+@dataclass
+class Comparison:
+    """Two studies compared (:func:`compare`); errors in percent, differences b - a."""
+    a: Study
+    b: Study
+    mean_diff: float
+    mean_diff_ci: tuple
+    ks: float
+    p_ks: float
+    p_mean: float
+    permutations: int
+    exact: bool
+    noise: Optional[object]  # NoiseFloor pooled over both studies' reruns, or None
+
+    @property
+    def evidence(self) -> str:
+        """``'mean'``: the means differ (mean test below ALPHA and the interval excludes 0);
+        ``'distribution'``: only the KS test is below ALPHA; ``'none'``."""
+        lo, hi = self.mean_diff_ci
+        if self.p_mean < ALPHA and (lo > 0 or hi < 0):
+            return 'mean'
+        return 'distribution' if self.p_ks < ALPHA else 'none'
+
+
+def compare(a: Study, b: Study, *, permutations: int = PERMUTATIONS,
+            rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> Comparison:
+    """Permutation tests (KS and mean) and the bootstrap interval of mean(b) - mean(a)."""
+    from ..design.stats import bootstrap_mean_diff, permutation_test, pooled_sd
+    ks = permutation_test(a.errors, b.errors, 'ks', permutations=permutations, seed=seed)
+    mean = permutation_test(a.errors, b.errors, 'mean', permutations=permutations, seed=seed)
+    diff, lo, hi = bootstrap_mean_diff(a.errors, b.errors, rounds=rounds, level=1 - ALPHA,
+                                       seed=seed)
+    return Comparison(a, b, diff, (lo, hi), ks.statistic, ks.p_value, mean.p_value,
+                      ks.permutations, ks.exact, pooled_sd(a.seed_groups + b.seed_groups))
+
+
+def _signed(x: float) -> str:
+    return f'{x:+.2f}'.replace('-', '\u2212')
+
+
+def _p(p: float, c: Optional['Comparison'] = None) -> str:
+    """p with 2 significant digits; '<= ...' when no random split reached the observed value
+    (p = 1 / (m + 1), the smallest m random permutations can give)."""
+    if c is not None and not c.exact and p * (c.permutations + 1) < 1.5:
+        return f'\u2264 {p:.2g}'
+    return f'= {p:.2g}' if c is not None else f'{p:.2g}'
+
+
+def verdict(c: Comparison) -> str:
+    """One line: which study is better, by how much (95% CI), KS, the permutation p-values and
+    n, and where the gap stands against the seed-noise floor."""
+    lo, hi = c.mean_diff_ci
+    if c.mean_diff < 0:  # b has the lower error: name it first, with b - a as it is
+        first, second, diff = c.b, c.a, c.mean_diff
+    else:  # name a first, with a - b and its interval
+        first, second, diff, lo, hi = c.a, c.b, -c.mean_diff, -hi, -lo
+    kind = c.evidence
+    if kind == 'mean':
+        head = f'{first.name} better than {second.name}'
+    elif kind == 'distribution':
+        head = (f'{first.name} and {second.name} differ in distribution (KS), not clearly in '
+                'mean')
+    else:
+        head = f'no evidence that {first.name} and {second.name} differ'
+    text = (f'{head}: mean error {_signed(diff)} points (95% CI {_signed(lo)} \u2026 '
+            f'{_signed(hi)}), KS {c.ks:.2f}, permutation p {_p(c.p_mean, c)} (mean), '
+            f'p {_p(c.p_ks, c)} (KS) (n = {len(first.trials)} + {len(second.trials)})')
+    if c.noise is None:
+        return text + '; no seed-noise floor (no sample was trained twice)'
+    if abs(c.mean_diff) < c.noise.sd:
+        return (text + f'; the gap is smaller than the seed-noise floor (sd {c.noise.sd:.2f} '
+                'points between trainings of the same network): single models this close do '
+                'not rank')
+    return text + (f'; the gap is {abs(c.mean_diff) / c.noise.sd:.1f}x the seed-noise floor '
+                   f'(sd {c.noise.sd:.2f})')
+
+
+def summary(metric: str, studies: Sequence[Study], comparisons: Sequence[Comparison]) -> dict:
+    """The numbers of the report as JSON: per study ``name, n, mean, sd, noise_sd`` (null
+    without repeats), per pair ``a, b, n_a, n_b, mean_diff`` (b - a, points),
+    ``mean_diff_ci`` ([lo, hi]), ``ks, p_ks, p_mean, permutations``."""
+    rows = []
+    for s in studies:
+        e = s.errors
+        rows.append(dict(name=s.name, n=len(e), mean=sum(e) / len(e) if e else None,
+                         sd=_sd(e), noise_sd=s.noise.sd if s.noise is not None else None))
+    pairs = [dict(a=c.a.name, b=c.b.name, n_a=len(c.a.trials), n_b=len(c.b.trials),
+                  mean_diff=c.mean_diff, mean_diff_ci=list(c.mean_diff_ci), ks=c.ks,
+                  p_ks=c.p_ks, p_mean=c.p_mean, permutations=c.permutations)
+             for c in comparisons]
+    return dict(metric=metric, studies=rows, pairs=pairs)
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return ', '.join(f'{k} {_describe(v)}' for k, v in value.items() if v is not None)
+    if isinstance(value, (list, tuple)):
+        return ', '.join(_describe(v) for v in value)
+    return str(value)
+
+
+_INIT_TEXT = {
+    'scratch': 'from random weights, every stage trainable, norms in training mode '
+               '(`--init scratch`)',
+    'pretrain': 'two-stage: each sampled backbone pretrained on classification, converted, '
+                'then fine-tuned by the recipe (`--pretrain`)',
+    'recipe': "the base recipe's own initialisation (it already trains everything)",
+}
+
+
+def _schedule_text(schedule) -> str:
+    if isinstance(schedule, dict) and schedule.get('text'):
+        text = str(schedule['text'])
+        stage = schedule.get('pretrain')
+        if stage:
+            text = f'pretraining {_schedule_text(stage)}, then {text}'
+        return text
+    if isinstance(schedule, dict):
+        return _describe({k: v for k, v in schedule.items() if k != 'pretrain'})
+    return _describe(schedule)
+
+
+def training_text(settings: dict) -> tuple:
+    """(weights, schedule) of a study in words, from the ``init`` (``recipe``, ``scratch`` or
+    ``pretrain``), ``pretrain_config``, ``init_changes`` and ``schedule`` (``text``, and
+    ``pretrain`` for two-stage trials) settings that ``setup`` records; "not recorded" for a
+    study set up before it did."""
+    init = settings.get('init')
+    pretrain = settings.get('pretrain_config') or settings.get('pretrain')
+    if init is None and pretrain:
+        init = 'pretrain'
+    if init is None:
+        weights = ("not recorded (study set up before trials stated their weights: the base "
+                   "recipe's own initialisation)")
+    else:
+        weights = (_INIT_TEXT.get(init, _describe(init)) if isinstance(init, str)
+                   else _describe(init))
+        if pretrain:
+            weights += f'; classification recipe `{_describe(pretrain)}`'
+        changes = settings.get('init_changes')
+        if changes:
+            weights += f' (changed: {_describe(changes)})'
+    schedule = settings.get('schedule')
+    return weights.replace('|', '\\|'), (_schedule_text(schedule).replace('|', '\\|')
+                                          if schedule else 'not recorded')
+
+
 # --- markdown ------------------------------------------------------------------------------------
 def arch_line(arch: dict) -> str:
     """``arch=dict(...)``: a config line that builds ``arch`` (``model.backbone.arch``)."""
@@ -304,11 +567,12 @@ def _one_line(text: Optional[str]) -> str:
 
 def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None,
             scale: Optional[str] = None) -> str:
-    """Write ``OUT_DIR/report.md`` and its PNGs comparing the studies; returns the report path.
+    """Write ``OUT_DIR/report.md``, its PNGs and ``OUT_DIR/summary.json`` comparing the
+    studies; returns the report path.
 
     Every study must rank by the same metric (``metric``, or each study's own when they agree).
     """
-    from ..design.stats import ks_distance
+    from ..design.stats import correlation, dkw_epsilon, ks_distance
     if not work_dirs:
         raise StudyError('analyze needs at least one study folder')
     studies = [load_study_results(w, metric, scale) for w in work_dirs]
@@ -325,6 +589,7 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
                          '(run `tools/study.py run` first)')
     os.makedirs(out_dir, exist_ok=True)
     metric = studies[0].metric
+    level = f'{100 * (1 - ALPHA):.0f}%'
 
     md = ['# Design-space study report', '',
           f'Metric: `{metric}` (best over the validations of each trial); error in percent '
@@ -333,24 +598,34 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
     rows = []
     for s in studies:
         e = sorted(s.errors)
+        sd = _sd(e)
         rows.append([s.name, s.settings.get('space', '?'), _windows_text(s.settings),
-                     len(s.trials), len(s.failed), len(s.pending),
+                     len(s.trials), s.reruns, len(s.failed), len(s.pending),
                      f'{e[0]:.2f}' if e else '-', f'{e[len(e) // 2]:.2f}' if e else '-',
-                     f'{sum(e) / len(e):.2f}' if e else '-'])
+                     f'{sum(e) / len(e):.2f}' if e else '-', f'{sd:.2f}' if sd else '-'])
     md += ['## Studies', '']
-    md += _table(['study', 'space', 'complexity window', 'done', 'failed', 'pending',
-                  'min error', 'median error', 'mean error'], rows)
+    md += _table(['study', 'space', 'complexity window', 'done (samples)', 'reruns', 'failed',
+                  'pending', 'min error', 'median error', 'mean error', 'sd'], rows)
     base = {s.settings.get('base_config') for s in studies}
     md += [f'Base config: {", ".join(f"`{b}`" for b in sorted(filter(None, base)))}; seeds '
            f'{", ".join(str(s.settings.get("seed")) for s in studies)}.', '']
+    md += ['### How the trials were trained', '']
+    md += _table(['study', 'weights', 'schedule'],
+                 [[s.name, *training_text(s.settings)] for s in studies])
 
     md += ['## Error EDFs', '', '![error EDFs](edf.png)', '',
-           'Left: F(e) = share of models with error <= e. Right: the same with each model '
-           'weighted so that the flops distribution is uniform over equal-width bins (NDS), '
-           'which removes the advantage of a study whose samples happen to be larger.', '']
+           'Left: F(e) = share of models with error <= e, with its ' + level + ' '
+           'Dvoretzky-Kiefer-Wolfowitz band: the true CDF of the design space lies inside the '
+           'whole band with probability at least ' + level + ' (half-width sqrt(ln(2 / '
+           f'{ALPHA:g}) / (2 n)), ' + ', '.join(
+               f'{s.name} ±{dkw_epsilon(len(s.trials), ALPHA):.2f}' for s in studies if s.trials)
+           + '). Right: the same with each model weighted so that the flops distribution is '
+           'uniform over equal-width bins (NDS), which removes the advantage of a study whose '
+           'samples happen to be larger.', '']
     plot_edfs(studies, osp.join(out_dir, 'edf.png'))
     pairs = [(a, b) for i, a in enumerate(studies) for b in studies[i + 1:]
              if a.trials and b.trials]
+    comparisons = [compare(a, b) for a, b in pairs]
     if pairs:
         rows = []
         for a, b in pairs:
@@ -364,6 +639,69 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
                          f'{norm:.3f}' if norm is not None else '-', f'{critical:.3f}'])
         md += _table(['study A', 'study B', 'KS distance', 'KS (normalised)',
                       'chance level (5%)'], rows)
+
+        md += ['## Is the gap evidence?', '']
+        md += [f'- {verdict(c)}' for c in comparisons] + ['']
+        md += _table(['study A', 'study B', 'n', 'mean B - A (points)', f'{level} CI (bootstrap)',
+                      'KS', 'p (KS)', 'p (mean)', 'permutations'],
+                     [[c.a.name, c.b.name, f'{len(c.a.trials)} + {len(c.b.trials)}',
+                       f'{c.mean_diff:+.2f}', f'[{c.mean_diff_ci[0]:+.2f}, '
+                       f'{c.mean_diff_ci[1]:+.2f}]', f'{c.ks:.3f}', _p(c.p_ks), _p(c.p_mean),
+                       f'{c.permutations}' + (' (all splits)' if c.exact else ' (random)')]
+                      for c in comparisons])
+        md += ['The permutation tests pool the two studies\' errors (one trial per sample) and '
+               'relabel them at random: p is the share of relabellings whose KS distance, or '
+               '|difference of means|, is at least the observed one (every split when there are '
+               f'at most {PERMUTATIONS}, exactly; else (b + 1) / (m + 1) over m random ones). The '
+               f'interval is the percentile bootstrap of mean(B) - mean(A), {BOOTSTRAP_ROUNDS} '
+               f'rounds. A study is called better when p (mean) < {ALPHA:g} and the interval '
+               'excludes 0. Each pair is one test: with many pairs, some fall below '
+               f'{ALPHA:g} by chance. Fix the spaces, n, seeds and recipe before running, and '
+               'run once: a p-value from reruns picked for it is not evidence.', '']
+
+    md += ['## Seed noise', '']
+    for s in studies:
+        sd = _sd(s.errors)
+        spread = f'{sd:.2f}' if sd is not None else '-'
+        if s.noise is None:
+            md.append(f'- {s.name}: no seed-noise floor (no sample trained more than once; '
+                      '`tools/study.py setup ... --repeats K` trains K samples again with other '
+                      f'seeds); sd across samples {spread} points.')
+        else:
+            md.append(f'- {s.name}: seed sd {s.noise.sd:.2f} points (pooled over '
+                      f'{s.noise.groups} sample(s), {s.noise.values} trainings, {s.noise.dof} '
+                      f'degrees of freedom) against sd {spread} across samples.')
+    md += ['', 'The seed sd is how much the error of one network moves between trainings with '
+           'other seeds; differences between single models below it are noise.', '']
+
+    md += ['## Random-search efficiency', '', '![random-search efficiency](random_search.png)',
+           '',
+           'The expected minimum error of k models drawn at random (without replacement) from '
+           'the n trials of a study, for k = 1, 2, 4, ...: the chance that a random search of k '
+           'models finds a good one (NDS). Band: ±2σ, σ the exact (analytic) standard deviation '
+           'of that minimum over all equally likely draws of k trials.', '']
+    plot_random_search(studies, osp.join(out_dir, 'random_search.png'))
+    curves = {s.name: random_search_curves(s) for s in studies}
+    ks = sorted({k for c in curves.values() for k, _, _ in c})
+    md += _table(['study'] + [f'k = {k}' for k in ks],
+                 [[name] + [next((f'{m:.2f} ± {2 * sd:.2f}' for k2, m, sd in c if k2 == k), '-')
+                            for k in ks] for name, c in curves.items()])
+
+    if any(pretrain_pairs(s) for s in studies):
+        md += ['## Pretraining vs task', '', '![pretraining vs task](pretrain_vs_task.png)', '']
+        plot_pretrain_correlation(studies, osp.join(out_dir, 'pretrain_vs_task.png'))
+        rows = []
+        for s in studies:
+            pairs_ = pretrain_pairs(s)
+            if len(pairs_) >= 3:
+                r, rho = correlation(*zip(*pairs_))
+                rows.append([s.name, len(pairs_), f'{r:.2f}', f'{rho:.2f}'])
+            else:
+                rows.append([s.name, len(pairs_), '-', '-'])
+        md += _table(['study', 'two-stage trials', 'Pearson r', 'Spearman ρ'], rows)
+        md += ['Each point is one two-stage trial: its classification error after pretraining '
+               'and its error on the task after fine-tuning. A high correlation says the '
+               'cheap classification stage already ranks the networks.', '']
 
     for s in studies:
         md += [f'## {s.name}', '']
@@ -397,9 +735,12 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
         if s.failed:
             md += ['### Failed trials', '']
             md += _table(['trial', 'error (last line)'],
-                         [[f['trial'], f'`{_one_line(f["error"])}`'] for f in s.failed])
+                         [[f['trial'], (f'{f["stage"]}: ' if f.get('stage') else '') +
+                           f'`{_one_line(f["error"])}`'] for f in s.failed])
         if s.pending:
             md += [f'Pending (not trained yet): {", ".join(s.pending)}.', '']
+    replace_bytes(osp.join(out_dir, SUMMARY_FILE),
+                  (json.dumps(summary(metric, studies, comparisons), indent=2) + '\n').encode())
     path = osp.join(out_dir, REPORT_FILE)
     replace_bytes(path, '\n'.join(md).encode())
     return path
