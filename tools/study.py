@@ -5,7 +5,7 @@
         [--data-root DIR] [--cfg-options KEY=VALUE ...] [--init scratch | --pretrain CLS_CONFIG
         [--pretrain-cfg-options KEY=VALUE ...]] [--repeats K]
     python tools/study.py run WORK_DIR [WORK_DIR ...] [--jobs K] [--retries R]
-        [--executor local|slurm|submitit-local] [--threads T] [--retry-failed]
+        [--executor local|workers|slurm|submitit-local] [--threads T] [--retry-failed]
         [--partition P] [--gpus-per-trial G] [--cpus-per-task C] [--time MIN] [--mem-gb M]
     python tools/study.py collect WORK_DIR [WORK_DIR ...]
     python tools/study.py analyze WORK_DIR [WORK_DIR ...] --out REPORT_DIR [--metric KEY]
@@ -109,9 +109,12 @@ def parse_args(argv=None):
     p.add_argument('--retries', type=int, default=1,
                    help='extra attempts for a failed trial, each resuming from its last '
                    'checkpoint (default 1)')
-    p.add_argument('--executor', choices=('local', 'slurm', 'submitit-local'), default='local',
-                   help='local: tools/train.py subprocesses on this machine; slurm: a SLURM job '
-                   'array through submitit; submitit-local: the slurm code path on this machine')
+    p.add_argument('--executor', choices=('local', 'workers', 'slurm', 'submitit-local'),
+                   default='local',
+                   help='local: tools/train.py subprocesses on this machine; workers: long-lived '
+                   'worker processes on this machine (start-up paid once per worker); slurm: a '
+                   'SLURM job array through submitit; submitit-local: the slurm code path on this '
+                   'machine')
     p.add_argument('--threads', type=int,
                    help='OMP_NUM_THREADS per trial (local default: CPU count / --jobs)')
     p.add_argument('--retry-failed', action='store_true',

@@ -2,6 +2,7 @@
 import copy
 import inspect
 import math
+import sys
 import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -24,20 +25,34 @@ _MMDET_FIXED = dict(base_channels=32, deep_stem=False, avg_down=False)
 #: The registered weight initializer that ``type='Pretrained'`` entries become.
 PRETRAINED_INIT = 'RegNetPretrained'
 #: Defaults of the arguments whose default differs between mmdet's and mmpretrain's ``RegNet``:
-#: mmdet's, unless the model is built under mmpretrain's default scope (an mmpretrain config),
-#: so that either codebase's configs migrate by changing only the type.
+#: mmdet's, unless mmpretrain's registry builds the model (an mmpretrain config), so that either
+#: codebase's configs migrate by changing only the type.
 SCOPE_DEFAULTS = {
     None: dict(out_indices=(0, 1, 2, 3), norm_eval=True),
     'mmpretrain': dict(out_indices=(3, ), norm_eval=False),
 }
 
 
-def scope_defaults() -> dict:
-    """``out_indices`` and ``norm_eval`` defaults for the current mmengine default scope."""
-    from mmengine.registry import DefaultScope
-    scope = DefaultScope.get_current_instance()
-    name = scope.scope_name if scope is not None else None
-    return dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(name, {}))
+def building_scope() -> Optional[str]:
+    """The scope of the mmengine registry whose ``build`` is constructing a module right now
+    (``'mmpretrain'`` for an mmpretrain config's model), or None when built directly.
+
+    Read off the call stack (mmengine's ``build_from_cfg`` holds the registry it builds from):
+    unlike the global default scope, it does not leak from an earlier run in the same process.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == 'build_from_cfg' and 'registry' in frame.f_locals:
+            return getattr(frame.f_locals['registry'], 'scope', None)
+        frame = frame.f_back
+    return None
+
+
+def scope_defaults(scope: Optional[str] = None) -> dict:
+    """``out_indices`` and ``norm_eval`` defaults for a registry scope (default: the one building
+    the module now, :func:`building_scope`)."""
+    scope = building_scope() if scope is None else scope
+    return dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(scope, {}))
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int, ...]:
@@ -70,12 +85,12 @@ class RegNetBackbone(BaseModule):
         dilations: per-stage dilation of the 3x3 convs (use stride 1 + dilation 2/4 in the last
             stages for output stride 16/8, as segmentation does).
         out_indices: stages whose outputs ``forward`` returns (0-based). Default (0, 1, 2, 3),
-            or (3, ) under mmpretrain's scope, as mmpretrain's ``RegNet``.
+            or (3, ) when mmpretrain's registry builds it, as mmpretrain's ``RegNet``.
         frozen_stages: freeze the stem and stages 1..k (-1: nothing, 0: the stem only).
         conv_cfg, norm_cfg: OpenMMLab layer configs (BN, SyncBN, GN, ...).
         norm_eval: keep every BN in eval mode during training (frozen statistics). True by
-            default, like mmdet's ``RegNet`` and ``ResNet`` (False under mmpretrain's scope, as
-            mmpretrain's ``RegNet``); set False to train BN statistics (from scratch, or with
+            default, like mmdet's ``RegNet`` and ``ResNet`` (False when mmpretrain's registry
+            builds it, as mmpretrain's ``RegNet``); set False to train BN statistics (from scratch, or with
             large batches).
         with_cp: gradient checkpointing per block (less memory, same results, slower).
         zero_init_residual: start each block's last norm at zero (identity blocks).
@@ -109,8 +124,8 @@ class RegNetBackbone(BaseModule):
     ``stem_channels=32``, strides 2 and dilations 1, ``out_indices=(0, 1, 2, 3)``,
     ``frozen_stages=-1``, ``norm_cfg=BN``, ``norm_eval=True``, ``with_cp=False``,
     ``zero_init_residual=True``, Kaiming fan-out init), and mmpretrain 1.x's where its differ
-    (``out_indices``, ``norm_eval``) when built under mmpretrain's default scope
-    (:data:`SCOPE_DEFAULTS`); ``arch`` has a default here.
+    (``out_indices``, ``norm_eval``) when mmpretrain's registry builds it (an mmpretrain
+    config; :data:`SCOPE_DEFAULTS`); ``arch`` has a default here.
 
     Shapes: (N, in_channels, H, W) -> tuple of (N, out_channels[k], H / s_k, W / s_k) with
     s_k = ``out_strides[k]`` (4, 8, 16, 32 by default; sizes are rounded up).

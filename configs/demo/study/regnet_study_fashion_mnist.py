@@ -15,7 +15,7 @@
 #   random horizontal flips. One validation at the end, on the first 2000 test images;
 # * channels_last memory format (the same results; 15-40% faster steps on one CPU thread here);
 # * no dataloader workers (the two cores are the trials'), so no serialised copy of the images
-#   for them to share (serialize_data=False saves 2 s of each trial's start-up), and no
+#   for them to share (serialize_data=False saves 1.7 s of each trial's start-up), and no
 #   intermediate checkpoints.
 # The error of a study's EDF is 100 - top-1 accuracy. Every trial trains with seed 0; the reruns
 # of `--repeats` with seed 1 (tools/study.py setup writes randomness.seed per trial).
