@@ -1082,6 +1082,17 @@ def families_markdown(result: Dict) -> str:
     return '\n'.join(lines)
 
 
+def log_log_axes(ax) -> None:
+    """Log scales on both axes of a matplotlib ``ax``, ticked at 1, 2, 5 x 10^k, plain numbers."""
+    import matplotlib.ticker
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_families(result: Dict, path: str, title: str) -> None:
     """One picture: images/s against GFLOPs per image, inference and training, log-log."""
     import io
@@ -1106,12 +1117,7 @@ def plot_families(result: Dict, path: str, title: str) -> None:
                 below = not r['family'].startswith('RegNet')
                 ax.annotate(r['model'], (r['gflops'], r['images_per_s']), fontsize=7,
                             xytext=(4, -10 if below else 4), textcoords='offset points')
-            ax.set_xscale('log')
-            ax.set_yscale('log')
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-                axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-                axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            log_log_axes(ax)
             ax.set_xlabel('GFLOPs per image (2 x multiply-adds)')
             ax.set_ylabel(f'{task} images/s')
             ax.set_title(f'{task}, {mode} (higher is faster)', fontsize=9)

@@ -211,12 +211,7 @@ def plot_scaling(result: Dict, path: str, title: str) -> None:
             ax.plot([r['flops'] / 1e9 for r in series], [r[key] * unit for r in series],
                     marker='o', color=COLOURS.get(e['strategy']),
                     label=f"{e['strategy']} (slope {_fmt(k, '.2f')})")
-        ax.set_xscale('log')
-        ax.set_yscale('log')
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        bench.log_log_axes(ax)
         ax.set_xlabel('GF (multiply-adds, 1000-class head, scaled input)')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)

@@ -10,6 +10,10 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 SCALARS_GLOB = osp.join('*', 'vis_data', 'scalars.json')
+#: How many lines of a failed run's stderr a study records.
+ERROR_TAIL_LINES = 25
+#: Keys of a validation record that are not metrics.
+NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory'}
 # Keys mmengine logs beside the losses and metrics of a training iteration.
 _TRAIN_MARKER = 'loss'
 
@@ -59,3 +63,20 @@ def last_metrics(val_records: Sequence[Dict], keys: Sequence[str]) -> Optional[D
         if all(k in record for k in keys):
             return {k: record[k] for k in keys}
     return None
+
+
+def tail(path: str, lines: int = ERROR_TAIL_LINES) -> str:
+    """The last ``lines`` non-empty lines of a text file ('' when it cannot be read)."""
+    try:
+        with open(path, errors='replace') as f:
+            text = f.read()
+    except OSError:
+        return ''
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return '\n'.join(kept[-lines:])
+
+
+def metric_values(record: dict) -> Dict[str, float]:
+    """The numeric metrics of one logged validation record (step, lr, timings left out)."""
+    return {k: float(v) for k, v in record.items()
+            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}

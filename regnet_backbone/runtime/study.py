@@ -61,7 +61,7 @@ from ..atomic import replace_bytes
 from . import trial_recipe
 from .channels import BACKBONE_TYPE, follow_backbone_channels
 from .engine import ToolError, codebase_of, load_config
-from .logs import read_scalars
+from .logs import ERROR_TAIL_LINES, metric_values, read_scalars, tail
 
 STUDY_FILE = 'study.json'
 RESULTS_FILE = 'results.json'
@@ -85,9 +85,7 @@ BUILD_PROBE = 200
 DEFAULT_TRAIN_TOOL = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                               'tools', 'train.py')
 EXECUTORS = ('local', 'workers', 'slurm', 'submitit-local')
-ERROR_TAIL_LINES = 25
 # Scalars mmengine logs beside the validation metrics.
-_NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory'}
 
 
 class StudyError(ToolError):
@@ -552,14 +550,6 @@ class Progress:
     stage: Optional[str] = None
 
 
-def _tail(path: str, lines: int = ERROR_TAIL_LINES) -> str:
-    try:
-        with open(path, errors='replace') as f:
-            text = f.read()
-    except OSError:
-        return ''
-    kept = [line for line in text.strip().splitlines() if line.strip()]
-    return '\n'.join(kept[-lines:])
 
 
 def _has_checkpoint(work_dir: str) -> bool:
@@ -626,7 +616,7 @@ def _train_stage(attempt: Attempt, config: str, work_dir: str, metric: Optional[
     except OSError as e:
         returncode, error = -1, f'cannot start {attempt.train_tool}: {e}'
     else:
-        error = None if returncode == 0 else (_tail(err) or f'train.py exited {returncode}')
+        error = None if returncode == 0 else (tail(err) or f'train.py exited {returncode}')
     wall = time.time() - start
     metrics = {}
     if returncode == 0:
@@ -637,7 +627,7 @@ def _train_stage(attempt: Attempt, config: str, work_dir: str, metric: Optional[
         elif not val:
             error = 'training ended without a validation (no metric was logged)'
         else:
-            metrics = _metric_values(val[-1])
+            metrics = metric_values(val[-1])
             if metric and metric not in metrics:
                 error = (f'the validation logged no {metric!r} (it logged '
                          f'{", ".join(sorted(metrics)) or "nothing"})')
@@ -956,9 +946,6 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
 
 
 # --- collect ---------------------------------------------------------------------------------------
-def _metric_values(record: dict) -> Dict[str, float]:
-    return {k: float(v) for k, v in record.items()
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def collect(work_dir: str) -> dict:
@@ -985,10 +972,10 @@ def collect(work_dir: str) -> dict:
         status = read_status(work_dir, t['trial']) or {}
         folder = trial_dir(work_dir, t['trial'])
         train, val = read_scalars(osp.join(folder, TRIAL_WORK))
-        final = _metric_values(val[-1]) if val else {}
+        final = metric_values(val[-1]) if val else {}
         best: Dict[str, float] = {}
         for record in val:
-            for key, value in _metric_values(record).items():
+            for key, value in metric_values(record).items():
                 if math.isfinite(value) and (key not in best or value > best[key]):
                     best[key] = value
         record = dict(trial=t['trial'], sample=t.get('sample', position), seed=t.get('seed'),

@@ -50,9 +50,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 _PACKAGE_PARENT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: The worker runs this file as a script: no package import (torch) before its first attempt.
 _WORKER_SCRIPT = osp.abspath(__file__)
-ERROR_TAIL_LINES = 25
-# Scalars mmengine logs beside the validation metrics.
-_NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory'}
 
 
 # --- the parent's side ----------------------------------------------------------------------------
@@ -88,7 +85,9 @@ class _Worker:
             stderr=self.log, env=env, text=True, bufsize=1)
         self.trials = 0
 
-    def log_tail(self, lines: int = ERROR_TAIL_LINES) -> str:
+    def log_tail(self, lines: Optional[int] = None) -> str:
+        from .logs import ERROR_TAIL_LINES
+        lines = ERROR_TAIL_LINES if lines is None else lines
         with contextlib.suppress(OSError, ValueError):
             self.log.seek(0)
             kept = [line for line in self.log.read().splitlines() if line.strip()]
@@ -134,19 +133,8 @@ class _Worker:
                 stream.close()
 
 
-def _tail(path: str, lines: int = ERROR_TAIL_LINES) -> str:
-    try:
-        with open(path, errors='replace') as f:
-            text = f.read()
-    except OSError:
-        return ''
-    kept = [line for line in text.strip().splitlines() if line.strip()]
-    return '\n'.join(kept[-lines:])
 
 
-def _metric_values(record: dict) -> Dict[str, float]:
-    return {k: float(v) for k, v in record.items()
-            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def judge(attempt, returncode: Optional[int], error: Optional[str], wall: float,
@@ -157,7 +145,7 @@ def judge(attempt, returncode: Optional[int], error: Optional[str], wall: float,
     Returns:
         ``dict(ok, returncode, wall_time, error, resumed, metrics, rank)``.
     """
-    from .logs import read_scalars
+    from .logs import metric_values, read_scalars
     metrics = {}
     if returncode == 0:
         train, val = read_scalars(attempt.work_dir)
@@ -167,7 +155,7 @@ def judge(attempt, returncode: Optional[int], error: Optional[str], wall: float,
         elif not val:
             error = 'training ended without a validation (no metric was logged)'
         else:
-            metrics = _metric_values(val[-1])
+            metrics = metric_values(val[-1])
             if attempt.metric and attempt.metric not in metrics:
                 error = (f'the validation logged no {attempt.metric!r} (it logged '
                          f'{", ".join(sorted(metrics)) or "nothing"})')
@@ -250,17 +238,18 @@ class WorkerBackend:
         except OSError as e:
             return judge(attempt, -1, f'cannot start a study worker ({attempt.python}): {e}',
                          time.time() - start, resumed)
+        from .logs import tail as file_tail
         try:
             reply = worker.train(request)
         except WorkerDied as e:
-            tail = _tail(err) or worker.log_tail()
+            tail = file_tail(err) or worker.log_tail()
             with self._lock:
                 self._retire(worker)
             return judge(attempt, -1, f'{tail}\n{e}' if tail else str(e), time.time() - start,
                          resumed)
         self._give_back(worker)
         returncode = reply.get('returncode', 1)
-        error = None if returncode == 0 else (_tail(err) or f'train.py exited {returncode}')
+        error = None if returncode == 0 else (file_tail(err) or f'train.py exited {returncode}')
         return judge(attempt, returncode, error, time.time() - start, resumed)
 
     def submit(self, attempts: Sequence) -> List[Future]:
