@@ -1,4 +1,4 @@
-"""Design-space studies (tools/study.py, regnet_backbone.runtime.study / study_report), CI-sized.
+"""Design-space studies (tools/study.py, the package regnet_backbone.runtime.study), CI-sized.
 
 * setup: one trial config per sample, arch replaced, init_cfg gone, the neck / heads'
   in_channels equal to the sampled widths (UperNet and Mask R-CNN); study.json; a second setup
@@ -268,3 +268,54 @@ def test_analyze_writes_report_and_pictures(trained, tmp_path):
     arch_src = line.split('`')[1]
     arch = eval(arch_src[len('arch='):], {'dict': dict})
     assert arch in [t['arch'] for t in study.load_study(dirs['regnetx'])['trials']]
+
+
+def _empty_study(folder):
+    """A study.json with no trials: enough for `run` to lock the study and finish at once."""
+    folder.mkdir()
+    (folder / 'study.json').write_text(json.dumps(dict(name=folder.name, metric='mIoU',
+                                                       trials=[])))
+    return str(folder)
+
+
+def test_a_second_run_on_a_study_is_refused_and_a_refusal_unlocks_the_others(tmp_path):
+    a, b = _empty_study(tmp_path / 'a'), _empty_study(tmp_path / 'b')
+    train = osp.join(ROOT, 'tools', 'train.py')
+    held = study.StudyLock(b).acquire()
+    try:
+        with pytest.raises(study.StudyError) as e:
+            list(study.run([a, b], train_tool=train))
+        assert str(e.value) == f'another `tools/study.py run` is running on {b}'
+        # a was locked before b refused: its lock is free again, in this process too
+        assert list(study.run(a, train_tool=train)) == []
+    finally:
+        held.release()
+    assert list(study.run([a, b], train_tool=train)) == []
+    assert not osp.exists(osp.join(a, study.RUN_LOCK))  # released at the end of the run
+
+
+def test_old_module_paths_import_the_same_objects():
+    from regnet_backbone.runtime import study_report, study_workers, trial_recipe
+    from regnet_backbone.runtime.study import attempt, recipe, report, workers
+    assert study_report.analyze is report.analyze is study.analyze
+    assert study_workers.WorkerBackend is workers.WorkerBackend is study.WorkerBackend
+    assert study_workers.judge is attempt.judge
+    assert trial_recipe.train_everything is recipe.train_everything
+    assert study_report.StudyError is study.StudyError
+
+
+def test_a_name_set_on_the_package_is_what_its_modules_use(monkeypatch):
+    """`monkeypatch.setattr(study, NAME, ...)` reaches the module that uses NAME."""
+    from regnet_backbone.runtime.study import attempt, executors
+    seen = []
+    monkeypatch.setattr(study, 'train_attempt', lambda a: seen.append(a) or dict(ok=True))
+    assert attempt.train_attempt is executors.train_attempt is study.train_attempt
+    backend = executors.make_backend('local', 1, '.', study.SlurmOptions(), None)
+    try:
+        assert backend.submit(['an attempt'])[0].result() == dict(ok=True)
+    finally:
+        backend.close()
+    assert seen == ['an attempt']
+    monkeypatch.undo()
+    assert executors.train_attempt is attempt.train_attempt is not None
+    assert executors.train_attempt.__module__ == 'regnet_backbone.runtime.study.attempt'

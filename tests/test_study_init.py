@@ -1,5 +1,5 @@
 """How study trials get weights they can learn (tools/study.py setup --init / --pretrain /
---repeats, regnet_backbone.runtime.study and .trial_recipe), CI-sized.
+--repeats, regnet_backbone.runtime.study and its recipe module), CI-sized.
 
 * The shipped fine-tuning recipe (Mask R-CNN 1x: frozen_stages=1, norm_eval=True) is refused
   with one line naming --init scratch and --pretrain; with --init scratch every trial unfreezes

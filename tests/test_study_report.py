@@ -1,4 +1,4 @@
-"""The study report's evidence (runtime/study_report.analyze), on fabricated results.json files.
+"""The study report's evidence (runtime/study/report.analyze), on fabricated results.json files.
 
 No training: two studies of sampled networks get hand-chosen errors, repeats (``sample`` /
 ``repeat`` / ``seed``), two-stage records (``pretrain``), a failed trial, a done trial without

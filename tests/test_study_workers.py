@@ -1,4 +1,4 @@
-"""Long-lived study workers (regnet_backbone.runtime.study_workers), CI-sized.
+"""Long-lived study workers (regnet_backbone.runtime.study.workers), CI-sized.
 
 A stand-in for ``tools/train.py`` (a ``main(argv)`` that does what its config file says) shows
 what the backend promises without the cost of training:

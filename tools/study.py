@@ -16,8 +16,8 @@
 Fashion-MNIST (Debian's dataset-fashion-mnist) with a 400-step classification recipe on a CPU
 (configs/demo/study/), then prints the verdict and where the report and summary.json are;
 ``--task synthetic-upernet`` runs the UperNet study on the synthetic shapes of ``make demo``.
-The library behind it is regnet_backbone.runtime.study (setup / run / collect) and
-regnet_backbone.runtime.study_report (analyze).
+The library behind it is the package regnet_backbone.runtime.study, one module per stage:
+prepare.py (setup), launch.py (run), results.py (collect), report.py (analyze).
 """
 import argparse
 import os.path as osp
@@ -216,8 +216,7 @@ def cmd_setup(args):
     print(f'[study] {describe_init(s)}')
     rejected = s.get('rejected') or {}
     if rejected.get('count'):
-        reasons = '; '.join(f'{count}x {reason}' for reason, count in
-                            sorted(rejected['reasons'].items(), key=lambda kv: -kv[1]))
+        reasons = study.reasons_text(rejected['reasons'])
         print(f'[study] {rejected["count"]} sampled archs cannot be built with the recipe and '
               f'were drawn again: {reasons}')
 
@@ -270,10 +269,10 @@ def cmd_collect(args):
 
 
 def cmd_analyze(args):
-    from regnet_backbone.runtime import study_report
-    path = study_report.analyze(args.work_dirs, args.out, metric=args.metric, scale=args.scale)
+    from regnet_backbone.runtime import study
+    path = study.analyze(args.work_dirs, args.out, metric=args.metric, scale=args.scale)
     print(f'[study] report: {path}')
-    print(f'[study] summary: {osp.join(osp.dirname(path), study_report.SUMMARY_FILE)}')
+    print(f'[study] summary: {osp.join(osp.dirname(path), study.SUMMARY_FILE)}')
 
 
 def _demo_data(args, task) -> str:
@@ -317,7 +316,7 @@ def _verdicts(report: str):
 
 
 def cmd_demo(args):
-    from regnet_backbone.runtime import study, study_report
+    from regnet_backbone.runtime import study
     start = time.time()
     task = DEMO_TASKS[args.task]
     data_root = _demo_data(args, task)
@@ -328,9 +327,9 @@ def cmd_demo(args):
     for space in DEMO_SPACES:
         work_dir = osp.join(args.out, space)
         reruns = repeats if space == DEMO_SPACES[0] else 0
-        s = study.setup(config, work_dir, space=space, n=n, seed=args.seed,
-                        flops=tuple(args.flops), cfg_options=args.cfg_options,
-                        data_root=data_root, repeats=reruns)
+        study.setup(config, work_dir, space=space, n=n, seed=args.seed,
+                    flops=tuple(args.flops), cfg_options=args.cfg_options, data_root=data_root,
+                    repeats=reruns)
         again = f' + {reruns} reruns of its first samples with another seed' if reruns else ''
         print(f'[study] {space}: {n} samples{again} in {work_dir} (sampling seed {args.seed}, '
               f'flops {args.flops[0] / 1e6:.0f}-{args.flops[1] / 1e6:.0f} MF at 224x224)',
@@ -340,12 +339,12 @@ def cmd_demo(args):
     for work_dir in work_dirs:
         study.collect(work_dir)
     report_dir = osp.join(args.out, 'report')
-    path = study_report.analyze(work_dirs, report_dir)
+    path = study.analyze(work_dirs, report_dir)
     print(f'[study] trained in {_minutes(took)}, {_minutes(time.time() - start)} in all')
     for line in _verdicts(path):
         print(f'[study] {line}')
     print(f'[study] report: {path}')
-    print(f'[study] summary: {osp.join(report_dir, study_report.SUMMARY_FILE)}')
+    print(f'[study] summary: {osp.join(report_dir, study.SUMMARY_FILE)}')
     print(f'[study] EDFs: {osp.join(report_dir, "edf.png")}')
 
 

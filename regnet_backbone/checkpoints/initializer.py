@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmengine.model.weight_init import update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
-from .convert import load_pretrained
+from .loading import load_pretrained
 
 NAME = 'RegNetPretrained'
 

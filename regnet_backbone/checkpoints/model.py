@@ -19,7 +19,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
-from .convert import _check_output, _flip_first_conv, check_channel_order, convert
+from .convert import check_channel_order, convert, flip_first_conv
+from .files import check_output
 from .errors import CheckpointError
 from .formats import MMDET, OURS, unmatched_keys
 from .io import file_sha256, read_checkpoint, write_atomic
@@ -112,7 +113,7 @@ def translate_model_state_dict(
                 renamed += 1
         target = check_channel_order(channel_orders.get(prefix))
         if target is not None and order is not None and target != order:
-            _flip_first_conv(out, prefix + _OUR_STEM)
+            flip_first_conv(out, prefix + _OUR_STEM)
             order = target
         elif target is not None and order is None:
             order = target  # the file does not say; the model's declaration stands
@@ -174,7 +175,7 @@ def convert_model_file(input_path: str, output_path: str, channel_order: Optiona
     any error. The optimizer and scheduler states of a Runner file are dropped (a translated
     model is a starting point or an evaluation, not a run to resume)."""
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
-    _check_output(output_path, force)
+    check_output(output_path, force)
     translated, found = translate_model_checkpoint(read_checkpoint(input_path), channel_order)
     translated['meta'].update(source_file=os.path.basename(input_path),
                               source_sha256=file_sha256(input_path))

@@ -1,6 +1,8 @@
 """A study's ``results.json`` and the conversion of validation metrics to errors (pure Python).
 
-``results.json`` is a JSON object ``{"study": {...settings...}, "trials": [record, ...]}``; each
+``tools/study.py collect`` writes ``results.json`` (:func:`regnet_backbone.runtime.study.collect`);
+:func:`load_results` is its one reader, for the study report and ``tools/design_space.py``
+alike. It is a JSON object ``{"study": {...settings...}, "trials": [record, ...]}``; each
 record has ``trial``, ``arch``, ``flops``, ``params``, ``acts``, ``status`` (``'done'``,
 ``'failed'`` or ``'pending'``), ``metrics_final`` and ``metrics_best`` (metric key -> float),
 ``error`` (the failure's text) and ``wall_time``. The analysis uses ``metrics_best`` of the done

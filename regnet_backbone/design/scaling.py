@@ -32,7 +32,7 @@ The scaled network is an AnyNet (pycls converts a RegNet to its stage lists firs
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 from .complexity import complexity
 from .presets import resolve_arch

@@ -1,10 +1,8 @@
 """``RegNetBackbone``: an AnyNetX/RegNet network as a multi-scale OpenMMLab backbone."""
-import copy
 import inspect
 import math
-import sys
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -14,45 +12,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..design.presets import resolve_arch
 from ..design.space import AnyNetSpec
-from .blocks import PLUGIN_POSITIONS, Stem, XBlock
+from .blocks import Stem, XBlock
+from .compat import (MMDET_FIXED, SCOPE_DEFAULTS, building_scope,  # noqa: F401 (re-exported)
+                     scope_defaults, stage_dcn, stage_plugins)
 
 #: The arch of a config that names none.
 DEFAULT_ARCH = 'regnetx_3.2gf'
 #: The colour orders ``in_channel_order`` may declare.
 CHANNEL_ORDERS = ('RGB', 'BGR')
-#: mmdet's ``RegNet`` arguments that a RegNet has no variant of: accepted at their defaults.
-_MMDET_FIXED = dict(base_channels=32, deep_stem=False, avg_down=False)
 #: The registered weight initializer that ``type='Pretrained'`` entries become.
 PRETRAINED_INIT = 'RegNetPretrained'
-#: Defaults of the arguments whose default differs between mmdet's and mmpretrain's ``RegNet``:
-#: mmdet's, unless mmpretrain's registry builds the model (an mmpretrain config), so that either
-#: codebase's configs migrate by changing only the type.
-SCOPE_DEFAULTS = {
-    None: dict(out_indices=(0, 1, 2, 3), norm_eval=True),
-    'mmpretrain': dict(out_indices=(3, ), norm_eval=False),
-}
-
-
-def building_scope() -> Optional[str]:
-    """The scope of the mmengine registry whose ``build`` is constructing a module right now
-    (``'mmpretrain'`` for an mmpretrain config's model), or None when built directly.
-
-    Read off the call stack (mmengine's ``build_from_cfg`` holds the registry it builds from):
-    unlike the global default scope, it does not leak from an earlier run in the same process.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == 'build_from_cfg' and 'registry' in frame.f_locals:
-            return getattr(frame.f_locals['registry'], 'scope', None)
-        frame = frame.f_back
-    return None
-
-
-def scope_defaults(scope: Optional[str] = None) -> dict:
-    """``out_indices`` and ``norm_eval`` defaults for a registry scope (default: the one building
-    the module now, :func:`building_scope`)."""
-    scope = building_scope() if scope is None else scope
-    return dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(scope, {}))
 
 
 def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int, ...]:
@@ -177,7 +146,7 @@ class RegNetBackbone(BaseModule):
             raise ValueError(f"style={style!r}: a RegNet block strides in its 3x3 conv, which is "
                              f"mmdet's 'pytorch' style; drop style or set style='pytorch'.")
         given = dict(base_channels=base_channels, deep_stem=deep_stem, avg_down=avg_down)
-        for name, default in _MMDET_FIXED.items():
+        for name, default in MMDET_FIXED.items():
             if given[name] != default:
                 raise ValueError(f'{name}={given[name]!r}: a RegNet has no such variant (mmdet\'s '
                                  f'RegNet ignores or forbids it too); drop {name} or set it to '
@@ -218,8 +187,8 @@ class RegNetBackbone(BaseModule):
         self.in_channel_order = in_channel_order
         #: The order the loaded weights' first conv expects (set when pretrained weights load).
         self.weights_channel_order: Optional[str] = None
-        stage_dcn = _stage_dcn(dcn, stage_with_dcn, n, conv_cfg)
-        stage_plugins = [_stage_plugins(plugins, i, n) for i in range(n)]
+        dcn_cfgs = stage_dcn(dcn, stage_with_dcn, n, conv_cfg)
+        plugin_cfgs = [stage_plugins(plugins, i, n) for i in range(n)]
 
         self.stem = Stem(in_channels, stem_channels, conv_cfg, norm_cfg)
         self.layer_names = []
@@ -231,8 +200,8 @@ class RegNetBackbone(BaseModule):
                     XBlock(w_in, spec.widths[i], spec.bottleneck_widths[i], spec.group_widths[i],
                            stride=strides[i] if j == 0 else 1, dilation=dilations[i],
                            se_channels=int(round(w_in * spec.se_ratio)), conv_cfg=conv_cfg,
-                           norm_cfg=norm_cfg, with_cp=with_cp, dcn=stage_dcn[i],
-                           plugins=stage_plugins[i]))
+                           norm_cfg=norm_cfg, with_cp=with_cp, dcn=dcn_cfgs[i],
+                           plugins=plugin_cfgs[i]))
                 w_in = spec.widths[i]
             name = f'layer{i + 1}'
             self.add_module(name, nn.Sequential(*blocks))
@@ -372,45 +341,3 @@ class RegNetBackbone(BaseModule):
                         if callable(getattr(plugin, init, None)):
                             getattr(plugin, init)()
                             break
-
-
-def _stage_dcn(dcn: Optional[dict], stage_with_dcn: Optional[Sequence[bool]], num_stages: int,
-               conv_cfg: Optional[dict]) -> List[Optional[dict]]:
-    """The DCN conv config of each stage (None: a plain 3x3 conv), mmdet's way."""
-    if dcn is None:
-        return [None] * num_stages
-    if not isinstance(dcn, dict) or 'type' not in dcn:
-        raise ValueError(f"dcn must be an mmcv conv config such as dict(type='DCNv2', "
-                         f"deform_groups=1), got {dcn!r}.")
-    flags = tuple(stage_with_dcn) if stage_with_dcn is not None else (False, ) * num_stages
-    if len(flags) != num_stages:
-        raise ValueError(f'stage_with_dcn {flags} must have one entry per stage; this arch has '
-                         f'{num_stages} stages.')
-    if conv_cfg is not None:
-        raise ValueError('conv_cfg must be None with dcn (as in mmdet); drop conv_cfg.')
-    cfg = dict(dcn)
-    if cfg.pop('fallback_on_stride', False):
-        raise ValueError('dcn fallback_on_stride=True is not supported (mmdet applies it to one '
-                         'block only); set it to False.')
-    return [copy.deepcopy(cfg) if flag else None for flag in flags]
-
-
-def _stage_plugins(plugins: Optional[Sequence[dict]], stage: int,
-                   num_stages: int) -> List[dict]:
-    """The plugins of ``stage`` (mmdet's ``make_stage_plugins``): those without ``stages`` or
-    with ``stages[stage]`` true, as ``dict(cfg=..., position=...)``."""
-    chosen = []
-    for plugin in plugins or ():
-        if not isinstance(plugin, dict) or 'cfg' not in plugin or 'position' not in plugin:
-            raise ValueError(f"each plugin must be dict(cfg=dict(type=...), position=...), got "
-                             f"{plugin!r}.")
-        if plugin['position'] not in PLUGIN_POSITIONS:
-            raise ValueError(f"plugin position {plugin['position']!r}: use one of "
-                             f"{', '.join(PLUGIN_POSITIONS)}.")
-        stages = plugin.get('stages')
-        if stages is not None and len(stages) != num_stages:
-            raise ValueError(f'plugin stages {tuple(stages)} must have one entry per stage; this '
-                             f'arch has {num_stages} stages.')
-        if stages is None or stages[stage]:
-            chosen.append(dict(cfg=plugin['cfg'], position=plugin['position']))
-    return chosen

@@ -8,7 +8,7 @@ fails with a raw conv shape error. :func:`follow_backbone_channels` derives them
 from typing import List, Optional, Sequence, Tuple
 
 from ..design.presets import resolve_arch
-from ..models.backbone import DEFAULT_ARCH, SCOPE_DEFAULTS
+from ..models import DEFAULT_ARCH, SCOPE_DEFAULTS
 
 BACKBONE_TYPE = 'RegNetBackbone'
 #: mmpretrain necks that pool each map without changing its channels.

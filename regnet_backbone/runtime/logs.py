@@ -14,7 +14,7 @@ SCALARS_GLOB = osp.join('*', 'vis_data', 'scalars.json')
 ERROR_TAIL_LINES = 25
 #: Keys of a validation record that are not metrics.
 NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory'}
-# Keys mmengine logs beside the losses and metrics of a training iteration.
+# A training record holds its loss; a validation record holds none.
 _TRAIN_MARKER = 'loss'
 
 

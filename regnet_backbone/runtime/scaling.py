@@ -3,7 +3,7 @@ channels that follow it, and the image sizes that follow its resolution factor.
 
 * :func:`scaled_config` takes a base mmdet / mmseg / mmpretrain config whose backbone is a
   ``RegNetBackbone`` and builds the config of the scaled network as ``tools/study.py setup``
-  builds a trial (:func:`.study.trial_config`): ``model.backbone.arch`` replaced, ``init_cfg``
+  builds a trial (:func:`.study.recipe.trial_config`): ``model.backbone.arch`` replaced, ``init_cfg``
   and ``load_from`` removed (no weights exist yet for a new arch) and every neck / head
   ``in_channels`` following the new widths.
 * :func:`scale_image_sizes`: where the strategy scales the resolution (r != 1), the pipelines'
@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 
 from ..design.scaling import SIZE_MULTIPLE, ScaledArch
 from .engine import ToolError, codebase_of, load_config
-from .study import trial_config
+from .study.recipe import trial_config
 
 #: Image sizes in a scaled config are rounded to a multiple of this, per codebase.
 IMAGE_MULTIPLES = {'mmdet': 32, 'mmseg': 32, 'mmpretrain': SIZE_MULTIPLE}
