@@ -22,8 +22,8 @@ test:
 setup:
 	@$(SETUP)
 
-# Downloads the pure-Python wheels the GPU check needs beyond a bare GPU image (mmengine and the
-# dependencies it lacks) into gpu_check/wheels (ignored; < 1 MB). Then, on the GPU machine:
+# Downloads the pure-Python wheels the GPU check needs beyond a bare GPU image (mmengine, pytest and the
+# dependencies they lack) into gpu_check/wheels (ignored; about 2.6 MB). Then, on the GPU machine:
 # `bash tools/gpu_check.sh` with gpu_check/wheels carried along.
 gpu-check-prepare:
 	@py=$$($(SETUP)) && bash tools/prepare_gpu_check.sh "$$py"

@@ -2,6 +2,7 @@
 
 References are the PyTorch model's own eval-mode outputs (for the folded export: the *unfolded*
 model's), computed in the test; onnx and onnxruntime are pinned test dependencies.
+``tools/gpu_check.py`` runs ``test_dynamic_export_matches_pytorch`` as its ONNX round trip.
 """
 import builtins
 import copy
@@ -10,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
 
 from regnet_backbone import RegNetBackbone
+from regnet_backbone.benchmark import relative_error
 from regnet_backbone.deploy import (DeployError, MissingDependencyError, NonStandardOpError,
                                     build_backbone, check_standard_ops, export_onnx,
                                     onnxruntime_session)
@@ -36,11 +37,6 @@ def _random_statistics(model: torch.nn.Module) -> torch.nn.Module:
             m.weight.data.copy_(0.5 + 0.5 * torch.rand(n, generator=generator))
             m.bias.data.copy_(0.1 * torch.randn(n, generator=generator))
     return model.eval()
-
-
-def _relative_error(actual: np.ndarray, expected: torch.Tensor) -> float:
-    expected = expected.numpy().astype(np.float64)
-    return float(np.linalg.norm(actual.astype(np.float64) - expected) / np.linalg.norm(expected))
 
 
 def _domains(path) -> set:
@@ -79,7 +75,7 @@ def test_dynamic_export_matches_pytorch(tmp_path, fold):
         assert len(got) == len(expected) == 4
         for a, e in zip(got, expected):
             assert a.shape == tuple(e.shape)
-            assert _relative_error(a, e) < 1e-4
+            assert relative_error([a], [e]) < 1e-4
 
 
 def test_out_indices_name_the_outputs(tmp_path):
@@ -91,7 +87,7 @@ def test_out_indices_name_the_outputs(tmp_path):
     with torch.no_grad():
         expected = model(x)
     for a, e in zip(session.run(None, {'input': x.numpy()}), expected):
-        assert _relative_error(a, e) < 1e-4
+        assert relative_error([a], [e]) < 1e-4
 
 
 def test_cli_exports_a_config_with_a_checkpoint(tmp_path):
@@ -116,7 +112,7 @@ def test_cli_exports_a_config_with_a_checkpoint(tmp_path):
     got = session.run(None, {'input': x.numpy()})
     assert [o.name for o in session.get_outputs()] == [f'stage{i}' for i in range(4)]
     for a, e in zip(got, expected):
-        assert _relative_error(a, e) < 1e-4
+        assert relative_error([a], [e]) < 1e-4
     assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]  # atomic: no leftovers
 
 

@@ -16,9 +16,11 @@ training step, with images/s, ratios, CUDA peak memory and the fraction of this 
 scales RegNetY-400MF by 2-16x in flops with each strategy of "Fast and Accurate Model Scaling" and
 fits how activations and time grow (tools/benchmark_scaling.py).
 
-This is a benchmark, not a test: it asserts nothing. See regnet_backbone/benchmark.py for the
-method (one process, interleaved rounds, warm-up, medians; memory in a fresh process each; CUDA
-events on a GPU). What a device cannot run is reported as skipped, with the reason.
+This is a benchmark, not a test: it asserts nothing. The method (one process, interleaved rounds,
+warm-up, medians; memory in a fresh process each; CUDA events on a GPU) is the timing core,
+regnet_backbone/benchmark.py; what is timed and the reports are tools/benchmarks/. The CPU
+report's goals table reads docs/benchmark_goals.json (--goals). What a device cannot run is
+reported as skipped, with the reason.
 """
 import argparse
 import json
@@ -34,23 +36,29 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from regnet_backbone import benchmark as bench  # noqa: E402
 from regnet_backbone.atomic import replace_bytes  # noqa: E402
+from regnet_backbone.benchmark import (BenchmarkError, matmul_peak_tflops,  # noqa: E402
+                                       resolve_device)
 
 sys.path.append(os.path.join(ROOT, 'tools'))  # last: tools/ never shadows another module
 import benchmark_scaling  # noqa: E402  (tools/benchmark_scaling.py)
+from benchmarks import cpu_report, families, matrix  # noqa: E402  (tools/benchmarks/)
+from benchmarks.modes import TASKS, Mode  # noqa: E402
+from benchmarks.rivals import RIVALS  # noqa: E402
+
+GOALS = os.path.join(ROOT, 'docs', 'benchmark_goals.json')
 
 
 def _memory_child(args) -> None:
-    cand = next(c for c in bench.candidates_for(args.arch) if c.name == args.memory_child)
-    print(json.dumps(bench.peak_train_memory_mb(cand.build, args.batch, tuple(args.size),
-                                                cand.channels_last)))
+    cands, _ = cpu_report.candidates_for(args.arch, names=[args.memory_child])
+    cand = cands[0]
+    print(json.dumps(cpu_report.training_step_memory_mb(cand, args.batch, tuple(args.size))))
 
 
 def _memory_rows(args):
     """Peak memory of a training step per candidate, each in a fresh process."""
-    names = [c.name for c in bench.candidates_for(args.arch, rivals=not args.no_rivals)
-             if not c.inference_only]
+    cands, _ = cpu_report.candidates_for(args.arch, rivals=not args.no_rivals)
+    names = [c.name for c in cands if 'train' in c.candidate.tasks]
     rows = []
     for name in names:
         cmd = [sys.executable, __file__, '--arch', args.arch, '--batch', str(args.batch), '--size',
@@ -96,15 +104,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--onnx', action='store_true',
                         help='add an onnxruntime CPU row (our deploy-mode backbone exported)')
     group = parser.add_argument_group('matrix')
-    group.add_argument('--archs', nargs='+', default=list(bench.MATRIX_ARCHS))
+    group.add_argument('--archs', nargs='+', default=list(matrix.MATRIX_ARCHS))
     group.add_argument('--shapes', nargs='+', default=None, metavar='BxHxW',
                        help='default: 32x224x224 8x800x1344')
     group.add_argument('--matrix-modes', nargs='+', default=None, metavar='MODE',
                        help="e.g. fp32 amp_bf16+channels_last amp_bf16+channels_last+compile "
-                       f"(default on cuda: {' '.join(bench.DEFAULT_MODES['cuda'])}; on the CPU: "
-                       f"{' '.join(bench.DEFAULT_MODES['cpu'])})")
-    group.add_argument('--tasks', nargs='+', default=list(bench.TASKS), choices=bench.TASKS)
-    group.add_argument('--rivals', nargs='*', default=list(bench.RIVALS), choices=bench.RIVALS)
+                       f"(default on cuda: {' '.join(matrix.DEFAULT_MODES['cuda'])}; on the CPU: "
+                       f"{' '.join(matrix.DEFAULT_MODES['cpu'])})")
+    group.add_argument('--tasks', nargs='+', default=list(TASKS), choices=TASKS)
+    group.add_argument('--rivals', nargs='*', default=list(RIVALS), choices=RIVALS)
     group.add_argument('--compile-rivals', action='store_true',
                        help='also torch.compile the rivals (default: ours only, to save time)')
     group.add_argument('--min-sample-s', type=float, default=None,
@@ -118,7 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument('--families-res', type=int, default=None,
                        help="one resolution for every model (default: each model's own)")
     group.add_argument('--families-models', nargs='+', default=None, metavar='MODEL',
-                       choices=[m.label for m in bench.FAMILY_MODELS],
+                       choices=[m.label for m in families.FAMILY_MODELS],
                        help='a subset of the models (default: all six, three pairs)')
     group.add_argument('--families-modes', nargs='+', default=None, metavar='MODE',
                        help='default fp32 on the CPU; fp32 and amp_bf16+channels_last on cuda')
@@ -133,6 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="the base network's input size (default 224; scaled by r)")
     group.add_argument('--scaling-batch', type=int, default=None,
                        help='default 32 on cuda, 1 on the CPU')
+    parser.add_argument('--goals', default=GOALS, metavar='PATH',
+                        help='the goals the CPU report is read against (default: '
+                        'docs/benchmark_goals.json; a missing file: no goals table)')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
     parser.add_argument('--markdown', metavar='PATH', help='write a markdown report')
     parser.add_argument('--plot', metavar='PATH', help='write a PNG: the families picture '
@@ -147,16 +158,16 @@ def main(argv=None):
     if args.memory_child:
         return _memory_child(args)
     try:
-        device = bench.resolve_device(args.device)
+        device = resolve_device(args.device)
         modes = args.modes or (['inference', 'train', 'memory'] if device.type == 'cpu'
                                else ['matrix'])
         legacy = [m for m in modes if m in LEGACY_MODES]
         if legacy and device.type != 'cpu':
-            raise bench.BenchmarkError(f'modes {" ".join(legacy)} are the CPU fp32 report; with '
+            raise BenchmarkError(f'modes {" ".join(legacy)} are the CPU fp32 report; with '
                                        '--device cuda use --modes matrix families.')
-        shapes = [bench.parse_shape(s) for s in args.shapes] if args.shapes else bench.MATRIX_SHAPES
+        shapes = [matrix.parse_shape(s) for s in args.shapes] if args.shapes else matrix.MATRIX_SHAPES
         for text in (args.matrix_modes or []) + (args.families_modes or []):
-            bench.Mode.parse(text)
+            Mode.parse(text)
         result = dict(device=str(device), torch=torch.__version__,
                       gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None)
         sections = []
@@ -164,20 +175,20 @@ def main(argv=None):
             sections.append(_legacy(args, legacy, result))
         if 'matrix' in modes:
             deadline = time.monotonic() + args.time_budget if args.time_budget else None
-            matrix = bench.run_matrix(
+            result_matrix = matrix.run_matrix(
                 device, args.archs, shapes, args.matrix_modes, args.tasks,
                 [] if args.no_rivals else args.rivals, args.compile_rivals, args.onnx,
                 args.rounds, args.warmup, args.min_sample_s, deadline, log=print)
-            result['matrix'] = matrix.to_dict()
+            result['matrix'] = result_matrix.to_dict()
             sections.append(f'## Matrix on {_device_text(device, args)}\n\n' +
-                            bench.matrix_markdown(matrix))
-            print(bench.matrix_markdown(matrix))
+                            matrix.matrix_markdown(result_matrix))
+            print(matrix.matrix_markdown(result_matrix))
         if 'families' in modes:
-            families = _families(args, device)
-            result['families'] = families
+            fams = _families(args, device)
+            result['families'] = fams
             sections.append(f'## Families on {_device_text(device, args)}, batch '
-                            f"{families['batch']}\n\n" + bench.families_markdown(families))
-            print(bench.families_markdown(families))
+                            f"{fams['batch']}\n\n" + families.families_markdown(fams))
+            print(families.families_markdown(fams))
         if 'scaling' in modes:
             result['scaling'] = benchmark_scaling.run_scaling(
                 device, args.scaling_arch, args.scaling_factors, args.scaling_strategies,
@@ -186,7 +197,7 @@ def main(argv=None):
             text = benchmark_scaling.scaling_markdown(result['scaling'])
             sections.append(f'## Model scaling on {_device_text(device, args)}\n\n' + text)
             print(text)
-    except (bench.BenchmarkError, benchmark_scaling.scaling.ScalingError) as error:
+    except (BenchmarkError, benchmark_scaling.scaling.ScalingError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     if args.json:
@@ -200,7 +211,7 @@ def main(argv=None):
         replace_bytes(args.markdown, (text + '\n\n' + '\n\n'.join(sections) + '\n').encode())
     if args.plot:
         if 'families' in result:
-            bench.plot_families(result['families'], args.plot,
+            families.plot_families(result['families'], args.plot,
                                 f"speed vs flops on {_device_text(device, args)}, batch "
                                 f"{result['families']['batch']}")
         elif 'scaling' in result:
@@ -208,7 +219,7 @@ def main(argv=None):
                 result['scaling'], args.plot, f"{result['scaling']['arch']} scaled, "
                 f"{_device_text(device, args)}, batch {result['scaling']['batch']}")
         elif result.get('timings'):
-            _plot(result['timings'], args.plot, result['header'])
+            cpu_report.plot_speedups(result['timings'], args.plot, result['header'])
     return 0
 
 
@@ -223,28 +234,29 @@ def _families(args, device):
     batch = args.families_batch or (32 if device.type == 'cuda' else 8)
     modes = args.families_modes or (['fp32', 'amp_bf16+channels_last'] if device.type == 'cuda'
                                     else ['fp32'])
-    models = [m for m in bench.FAMILY_MODELS
+    models = [m for m in families.FAMILY_MODELS
               if not args.families_models or m.label in args.families_models]
-    return bench.run_families(device, batch, modes, args.families_res, args.rounds,
+    return families.run_families(device, batch, modes, args.families_res, args.rounds,
                               args.warmup, args.min_sample_s, models, log=print)
 
 
 def _legacy(args, modes, result) -> str:
     """The CPU fp32 report against mmdet (inference, train, memory, detector)."""
     size = tuple(args.size)
-    sgemm = bench.measure_sgemm_gflops()
-    cands = bench.candidates_for(args.arch, rivals=not args.no_rivals)
-    if args.onnx:
-        cands.append(bench.onnxruntime_candidate(args.arch))
+    sgemm = matmul_peak_tflops(torch.device('cpu'), torch.float32, 2048) * 1e3  # GFLOP/s
+    cands, skipped = cpu_report.candidates_for(args.arch, rivals=not args.no_rivals,
+                                               onnx=args.onnx)
+    for s in skipped:
+        print(f"skipped {s['name']}: {s['reason']}")
     timings = []
     for mode in modes:
-        if mode in ('inference', 'train'):
-            timings += bench.time_candidates(cands, mode, args.batch, size, args.rounds,
-                                             args.warmup)
+        if mode in TASKS:
+            timings += cpu_report.time_candidates(cands, mode, args.batch, size, args.rounds,
+                                                  args.warmup)
     if 'detector' in modes:
-        timings += bench.time_detectors(_detector_builders(), args.batch, size,
-                                        rounds=max(1, args.rounds // 2), warmup=args.warmup)
-    rows = bench.summarise(timings, args.arch, args.batch, size, sgemm)
+        timings += cpu_report.time_detectors(cpu_report.detector_builders(ROOT), args.batch, size,
+                                             rounds=max(1, args.rounds // 2), warmup=args.warmup)
+    rows = cpu_report.summarise(timings, args.arch, args.batch, size, sgemm)
     memory = _memory_rows(args) if 'memory' in modes else []
 
     header = (f'{args.arch}, batch {args.batch}x3x{size[0]}x{size[1]}, fp32 on the CPU, '
@@ -258,40 +270,15 @@ def _legacy(args, modes, result) -> str:
     for r in memory:
         print(f"memory    {r['name']:30s} {r['peak_mb']:8.0f} MiB  "
               f"{r['ratio_to_ours_nchw']:.2f}x of ours (NCHW)")
-    result.update(header=header, sgemm_gflops=sgemm, timings=rows, memory=memory)
-    text = bench.markdown(rows, f'Measured: {header}.')
+    result.update(header=header, sgemm_gflops=sgemm, timings=rows, memory=memory,
+                  skipped=skipped)
+    text = cpu_report.markdown(rows, f'Measured: {header}.')
     if memory:
         text += ('\n\n| training-step peak memory | MiB | vs ours (NCHW) |\n|---|---|---|\n' +
                  '\n'.join(f"| {r['name']} | {r['peak_mb']:.0f} | {r['ratio_to_ours_nchw']:.2f}x |"
                             for r in memory))
-    return text + '\n\n' + bench.targets_markdown(rows, memory)
-
-
-def _detector_builders():
-    ours = os.path.join(ROOT, bench.OUR_MASK_RCNN)
-    return {
-        'mmdet RegNet Mask R-CNN': lambda: bench.build_detector(bench.MMDET_MASK_RCNN),
-        'ours Mask R-CNN': lambda: bench.build_detector(ours),
-        'ours Mask R-CNN channels_last': lambda: bench.build_detector(
-            ours, {'model.backbone.channels_last': True}),
-    }
-
-
-def _plot(rows, path, header):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    modes = list(dict.fromkeys(r['mode'] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
-        group = [r for r in rows if r['mode'] == mode]
-        ax.barh([r['name'] for r in group], [r['speedup'] for r in group], color='tab:blue')
-        ax.axvline(1.0, color='k', lw=0.8)
-        ax.set_title(f'{mode}: speed vs mmdet RegNet (higher is better)')
-        ax.invert_yaxis()
-    fig.suptitle(header, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    goals = cpu_report.load_goals(args.goals)
+    return text + ('\n\n' + cpu_report.goals_markdown(goals, rows, memory) if goals else '')
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ strategy (``dWr``, ``d``, ``w``, ``r``, ``dwr``; :mod:`regnet_backbone.design.sc
 scaled classifier (backbone + pycls's 1000-class head, at its scaled input size) this records
 the counted flops, params and activations, the activation memory a training forward pass keeps
 for backward, and the median inference and training-step times. The networks of one s are
-timed together with the base in interleaved rounds (the timing core of
+timed together with the base in interleaved rounds (the timing core,
 :mod:`regnet_backbone.benchmark`), so a drift of the machine hits them alike, and each time is
 also reported relative to the base's in the same rounds.
 
@@ -26,8 +26,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from regnet_backbone import benchmark as bench
+from benchmarks.families import Classifier, activation_memory_mb, log_log_axes
+from benchmarks.modes import TASKS, Mode, StepRunner
 from regnet_backbone.atomic import replace_bytes
+from regnet_backbone.benchmark import first_line, release, time_interleaved
 from regnet_backbone.design import scaling
 
 BASE_ARCH = 'regnety_400mf'
@@ -88,38 +90,37 @@ def run_scaling(device: torch.device, arch: str = BASE_ARCH,
         min_sample_s = 0.05 if device.type == 'cuda' else 0.25
     nets = _networks(arch, factors, strategies, base_size)
     skipped = []
-    base_times: Dict[str, List[float]] = {task: [] for task in bench.TASKS}
+    base_times: Dict[str, List[float]] = {task: [] for task in TASKS}
     for s in dict.fromkeys(n['s'] for n in nets):
         group = [n for n in nets if n['s'] == s]
         began = time.monotonic()
         for n in group:
             torch.manual_seed(0)
             try:
-                model = bench._Classifier(n['arch']).to(device).train()
-                n['activation_mb'] = bench.activation_memory_mb(
+                model = Classifier(n['arch']).to(device).train()
+                n['activation_mb'] = activation_memory_mb(
                     model, torch.randn(batch, 3, *n['input_size'], device=device))
             except Exception as error:  # e.g. out of memory: recorded, the others still run
                 n['activation_mb'] = None
                 skipped.append(dict(strategy=n['strategy'], s=s, task='activation memory',
-                                    reason=bench._first_line(error)))
+                                    reason=first_line(error)))
             model = None
-            bench._release(device)
+            release(device)
         if s == 1:
             for n in group:
                 n.update(inference_vs_base=1.0, train_vs_base=1.0)
         # The base runs in every group too: time / base time within the same rounds is what the
         # slopes use, so a machine that slows down between groups does not bend them.
         timed = group if s == 1 else [nets[0]] + group
-        for task in bench.TASKS:
+        for task in TASKS:
             runners = {}
             for n in timed:
                 torch.manual_seed(0)
-                runners[n['strategy']] = bench.StepRunner(
-                    bench._Classifier(n['arch']), bench.Mode(), task,
+                runners[n['strategy']] = StepRunner(
+                    Classifier(n['arch']), Mode(), task,
                     torch.randn(batch, 3, *n['input_size']), device)
             failed: Dict[str, str] = {}
-            samples = bench.time_interleaved(runners, device, rounds, warmup, min_sample_s,
-                                             failed)
+            samples = time_interleaved(runners, device, rounds, warmup, min_sample_s, failed)
             medians = {k: statistics.median(v) for k, v in samples.items()}
             if 'base' in medians:
                 base_times[task].append(medians['base'])
@@ -130,7 +131,7 @@ def run_scaling(device: torch.device, arch: str = BASE_ARCH,
                         n[f'{task}_vs_base'] = medians[n['strategy']] / medians['base']
             skipped += [dict(strategy=k, s=s, task=task, reason=v) for k, v in failed.items()]
             runners.clear()
-            bench._release(device)
+            release(device)
         log(f'scaling s={s:g}: {len(group)} networks, {time.monotonic() - began:.1f} s')
     base = nets[0]
     for task, times in base_times.items():
@@ -174,7 +175,7 @@ def scaling_markdown(result: Dict) -> str:
               '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in result['rows']:
         ms = {}
-        for task in bench.TASKS:
+        for task in TASKS:
             t, ratio = r.get(f'{task}_s'), r.get(f'{task}_vs_base')
             ms[task] = '-' if t is None else f'{t * 1e3:.0f} ({_fmt(ratio, ".2f")}x)'
         lines.append(
@@ -211,7 +212,7 @@ def plot_scaling(result: Dict, path: str, title: str) -> None:
             ax.plot([r['flops'] / 1e9 for r in series], [r[key] * unit for r in series],
                     marker='o', color=COLOURS.get(e['strategy']),
                     label=f"{e['strategy']} (slope {_fmt(k, '.2f')})")
-        bench.log_log_axes(ax)
+        log_log_axes(ax)
         ax.set_xlabel('GF (multiply-adds, 1000-class head, scaled input)')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)
