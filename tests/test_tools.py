@@ -461,7 +461,10 @@ def test_ctrl_c_ends_training_with_one_line_naming_the_checkpoint(det_run, tmp_p
             [sys.executable, TRAIN, str(config), '--work-dir', str(work), '--cfg-options',
              'train_cfg.max_iters=500', 'train_cfg.val_interval=1000',
              'default_hooks.checkpoint.interval=1'],
-            cwd=ROOT, env=env, stdout=out_file, stderr=err_file)
+            cwd=ROOT, env=env, stdout=out_file, stderr=err_file,
+            # Ctrl-C as in a terminal, even when this suite runs as a background job (whose
+            # children inherit SIGINT ignored)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 240
         while not (work / 'last_checkpoint').is_file() and time.time() < deadline and \
                 proc.poll() is None:
