@@ -4,7 +4,7 @@ SETUP := bash tools/setup_env.sh
 # Extra tools/demo.py flags, e.g. `make demo DEMO_ARGS=--seg` (also trains the UperNet demo).
 DEMO_ARGS ?=
 
-.PHONY: demo test setup study gpu-check-prepare
+.PHONY: demo test test-oldest setup study gpu-check-prepare
 
 demo:
 	@py=$$($(SETUP)) && "$$py" tools/demo.py $(DEMO_ARGS)
@@ -18,6 +18,19 @@ study:
 
 test:
 	@py=$$($(SETUP)) && "$$py" -m pytest tests
+
+# The oldest supported stack (requirements/constraints-oldest.txt: Python 3.10, torch 2.1.2,
+# mmcv 2.1.0 built as shipped, mmdet 3.3.0): the loading, conversion, reliability, migration and
+# config tests, the packaging and stock-tool runs, and a detector's train, resume and test.
+OLDEST_TESTS := tests/test_environment.py tests/test_backbone.py tests/test_checkpoints.py \
+	tests/test_reliability.py tests/test_migration.py tests/test_configs.py \
+	tests/test_packaging.py tests/test_remote_checkpoints.py tests/test_stock_tools.py \
+	tests/test_tools.py::test_train_detector_writes_checkpoint_and_evaluates \
+	tests/test_tools.py::test_resume_from_checkpoint_continues_at_saved_iteration \
+	tests/test_tools.py::test_test_tool_evaluates_checkpoint_and_dumps_predictions \
+	tests/test_tools.py::test_runner_checkpoint_converts_to_a_backbone_checkpoint
+test-oldest:
+	@py=$$($(SETUP) oldest) && REGNET_STACK=oldest "$$py" -m pytest $(OLDEST_TESTS)
 
 setup:
 	@$(SETUP)

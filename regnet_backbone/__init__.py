@@ -1,7 +1,9 @@
 """RegNetX/RegNetY backbones for OpenMMLab.
 
-Importing this package registers ``RegNetBackbone`` so that ``type='RegNetBackbone'`` builds in
-mmdet, mmseg and mmpretrain configs (add ``custom_imports=dict(imports=['regnet_backbone'])``).
+Importing this package registers ``RegNetBackbone``, the ``RegNetPretrained`` initializer, our
+hooks and ``RegNetRunner`` in mmengine's root registries, which mmdet's, mmseg's and mmpretrain's
+fall back to: ``type='RegNetBackbone'`` builds in their configs (add
+``custom_imports=dict(imports=['regnet_backbone'])``) without importing them here.
 
 The package is layered; nothing imports from a layer above it:
 
@@ -11,18 +13,17 @@ The package is layered; nothing imports from a layer above it:
 * :mod:`regnet_backbone.runtime`: OpenMMLab glue (registration, the Runner engine, studies).
 * :mod:`regnet_backbone.demo`: the synthetic data and pictures of ``make demo``.
 """
+from . import checkpoints  # noqa: F401  (registers RegNetPretrained)
 from .design import (PRESETS, AnyNetSpec, RegNetParams, adjust_widths_groups, complexity,
                      design_space_violations, find_preset, generate_block_widths, get_preset,
                      in_design_space, resolve_arch)
 from .models import RegNetBackbone
-from .runtime.registry import register_modules
+from .runtime import hooks as _hooks, runner as _runner  # noqa: F401  (registers them)
 
 __version__ = '0.1.0'
-
-register_modules()
 
 __all__ = [
     'AnyNetSpec', 'RegNetParams', 'RegNetBackbone', 'PRESETS', 'adjust_widths_groups',
     'complexity', 'design_space_violations', 'find_preset', 'generate_block_widths', 'get_preset',
-    'in_design_space', 'resolve_arch', 'register_modules'
+    'in_design_space', 'resolve_arch'
 ]

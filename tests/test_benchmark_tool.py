@@ -1,8 +1,6 @@
 """tools/benchmark.py runs end to end in a tiny configuration (no timing is asserted), and the
 timing core (regnet_backbone/benchmark.py) times and measures what it says."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +15,12 @@ def tools(monkeypatch):
     return ROOT / 'tools'
 
 
-def test_benchmark_tool_tiny_run(tmp_path):
+def test_benchmark_tool_tiny_run(tmp_path, run_tool):
     out_json, out_md, out_png = tmp_path / 'b.json', tmp_path / 'b.md', tmp_path / 'b.png'
-    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--arch', 'regnetx_400mf',
-           '--batch', '1', '--size', '64', '64', '--rounds', '1', '--warmup', '1', '--threads', '1',
-           '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    args = [ROOT / 'tools/benchmark.py', '--arch', 'regnetx_400mf', '--batch', '1',
+            '--size', '64', '64', '--rounds', '1', '--warmup', '1', '--threads', '1',
+            '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
+    run = run_tool(*args)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out_json.read_text())
     names = {(r['mode'], r['name']) for r in result['timings']}
@@ -47,12 +45,12 @@ def test_benchmark_tool_tiny_run(tmp_path):
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
-def test_benchmark_tool_detector_mode(tmp_path):
+def test_benchmark_tool_detector_mode(tmp_path, run_tool):
     out_json = tmp_path / 'd.json'
-    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--modes', 'detector', '--batch', '1',
-           '--size', '64', '64', '--rounds', '1', '--warmup', '0', '--threads', '1',
-           '--json', str(out_json)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    args = [ROOT / 'tools/benchmark.py', '--modes', 'detector', '--batch', '1',
+            '--size', '64', '64', '--rounds', '1', '--warmup', '0', '--threads', '1',
+            '--json', str(out_json)]
+    run = run_tool(*args)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(out_json.read_text())['timings']
     assert {(r['mode'], r['name']) for r in rows} >= {
@@ -83,18 +81,18 @@ def test_every_training_candidate_updates_its_batch_norm(tools):
         assert all(not torch.equal(b, m.running_mean) for b, m in zip(before, norms)), candidate.name
 
 
-def test_matrix_and_families_tiny_run(tmp_path):
+def test_matrix_and_families_tiny_run(tmp_path, run_tool):
     """--device cpu --modes matrix families: every implementation and mode gets a row or a
     recorded skip, ours gets a ratio to each rival, families get pairs and a picture."""
     out_json, out_md, out_png = tmp_path / 'm.json', tmp_path / 'm.md', tmp_path / 'm.png'
-    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--device', 'cpu',
-           '--modes', 'matrix', 'families', '--archs', 'regnetx_400mf', '--shapes', '2x32x32',
-           '--matrix-modes', 'fp32', 'channels_last', 'channels_last+deploy',
-           '--rivals', 'torchvision', 'timm', '--onnx', '--families-batch', '2',
-           '--families-res', '32', '--families-models', 'RegNetX-4.0GF', 'ResNet-50',
-           'RegNetY-400MF', '--rounds', '1', '--warmup', '1', '--threads', '1',
-           '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    args = [ROOT / 'tools/benchmark.py', '--device', 'cpu',
+            '--modes', 'matrix', 'families', '--archs', 'regnetx_400mf', '--shapes', '2x32x32',
+            '--matrix-modes', 'fp32', 'channels_last', 'channels_last+deploy',
+            '--rivals', 'torchvision', 'timm', '--onnx', '--families-batch', '2',
+            '--families-res', '32', '--families-models', 'RegNetX-4.0GF', 'ResNet-50',
+            'RegNetY-400MF', '--rounds', '1', '--warmup', '1', '--threads', '1',
+            '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
+    run = run_tool(*args)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out_json.read_text())
     rows = result['matrix']['rows']
@@ -165,16 +163,16 @@ def test_cuda_without_a_gpu_and_bad_modes_are_one_line_errors(monkeypatch, capsy
     assert err.startswith("error: mode 'fp8'") and err.count('\n') == 1
 
 
-def test_scaling_mode_tiny_run(tmp_path):
+def test_scaling_mode_tiny_run(tmp_path, run_tool):
     """--modes scaling: the base and each scaled network get counts, activation memory and
     times at their scaled input size; each strategy gets its slopes; one picture."""
     out_json, out_md, out_png = tmp_path / 's.json', tmp_path / 's.md', tmp_path / 's.png'
-    cmd = [sys.executable, str(ROOT / 'tools/benchmark.py'), '--modes', 'scaling',
-           '--scaling-arch', 'regnetx_200mf', '--scaling-factors', '2', '--scaling-strategies',
-           'dWr', 'r', '--scaling-size', '32', '--scaling-batch', '2', '--rounds', '1',
-           '--warmup', '0', '--threads', '1',
-           '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    args = [ROOT / 'tools/benchmark.py', '--modes', 'scaling',
+            '--scaling-arch', 'regnetx_200mf', '--scaling-factors', '2', '--scaling-strategies',
+            'dWr', 'r', '--scaling-size', '32', '--scaling-batch', '2', '--rounds', '1',
+            '--warmup', '0', '--threads', '1',
+            '--json', str(out_json), '--markdown', str(out_md), '--plot', str(out_png)]
+    run = run_tool(*args)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out_json.read_text())['scaling']
     assert [(r['strategy'], r['s']) for r in result['rows']] == [('base', 1.0), ('dWr', 2.0),
@@ -214,7 +212,7 @@ def test_interleaved_rounds_warm_up_first_and_drop_a_failing_step():
     assert skipped == {'bad': 'RuntimeError: out of memory'} and 'bad' not in runners
 
 
-def test_cpu_peak_memory_of_a_step_in_a_fresh_process():
+def test_cpu_peak_memory_of_a_step_in_a_fresh_process(run_tool):
     """On a CPU the probe reads the process's resident high-water mark: a step that writes a
     200 MiB tensor (50 Mi float32) adds about 200 MiB; without ``cpu_rss`` there is no figure."""
     code = ('import torch\n'
@@ -222,7 +220,6 @@ def test_cpu_peak_memory_of_a_step_in_a_fresh_process():
             "cpu = torch.device('cpu')\n"
             'assert peak_step_memory_mb(lambda: None, cpu) is None\n'
             'print(peak_step_memory_mb(lambda: torch.ones(50 * 2**20), cpu, cpu_rss=True))\n')
-    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
+    run = run_tool('-c', code, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert 190 <= float(run.stdout.split()[-1]) <= 260

@@ -10,8 +10,6 @@ image while ours gets RGB (tests/test_migration.py covers the undeclared, native
 import importlib.util
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -111,12 +109,6 @@ def run_ours(model, x):
 
 def image(seed=0):
     return torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
-
-
-def run_cli(*args):
-    """The CLI as a user runs it: a fresh process, from the repository root."""
-    return subprocess.run([sys.executable, str(CLI), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
 
 
 def _load_cli_module():
@@ -255,7 +247,7 @@ def test_timm_every_size_by_shape():
         convert(timm.create_model('regnety_040_sgn', device='meta').state_dict())
 
 
-def test_timm_safetensors_via_cli(tmp_path):
+def test_timm_safetensors_via_cli(tmp_path, run_tool):
     import timm
     from safetensors.torch import save_file
     torch.manual_seed(0)
@@ -266,7 +258,7 @@ def test_timm_safetensors_via_cli(tmp_path):
     src = tmp_path / 'model.safetensors'
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(src))
     out = tmp_path / 'converted.pth'
-    result = run_cli(src, out, '--arch', 'regnety_800mf_tv')
+    result = run_tool(CLI, src, out, '--arch', 'regnety_800mf_tv')
     assert result.returncode == 0, result.stderr
     assert 'timm' in result.stdout and 'regnety_800mf_tv' in result.stdout
     assert 'tensors dropped: 2' in result.stdout
@@ -285,7 +277,7 @@ def test_timm_safetensors_via_cli(tmp_path):
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('preset', ['regnetx_200mf', 'regnety_200mf', 'regnetx_3.2gf',
                                     'regnety_1.6gf'])
-def test_pycls_numerically(preset, tmp_path):
+def test_pycls_numerically(preset, tmp_path, run_tool):
     torch.manual_seed(0)
     ref = randomise_(pycls_regnet(preset), seed=4)
     x = image(3)
@@ -300,7 +292,7 @@ def test_pycls_numerically(preset, tmp_path):
     assert_same_stages(run_ours(model, x), expected)
     if preset == 'regnety_200mf':
         out = tmp_path / 'converted.pth'
-        result = run_cli(path, out, '--src', 'pycls')
+        result = run_tool(CLI, path, out, '--src', 'pycls')
         assert result.returncode == 0, result.stderr
         assert 'format: pycls' in result.stdout and f'arch: {preset}' in result.stdout
         saved = torch.load(out, weights_only=True)
@@ -324,7 +316,7 @@ def test_pycls_numerically(preset, tmp_path):
 # mmdet's RegNet (BGR, ResNet names, inside 'state_dict')
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('arch', ['regnetx_400mf', 'regnetx_3.2gf'])
-def test_mmdet_numerically(arch, tmp_path):
+def test_mmdet_numerically(arch, tmp_path, run_tool):
     from mmdet.models.backbones import RegNet
     torch.manual_seed(0)
     ref = randomise_(RegNet(arch=arch), seed=5)
@@ -336,7 +328,7 @@ def test_mmdet_numerically(arch, tmp_path):
     preset = next(n for n, p in PRESETS.items() if p.mmdet_name == arch)
     if arch == 'regnetx_400mf':
         out = tmp_path / 'converted.pth'
-        result = run_cli(path, out, '--arch', preset)
+        result = run_tool(CLI, path, out, '--arch', preset)
         assert result.returncode == 0, result.stderr
         assert 'format: mmdet' in result.stdout
         model = RegNetBackbone(arch=preset, init_cfg=dict(type='Pretrained', checkpoint=str(out)))
@@ -383,7 +375,7 @@ def test_regnety_cannot_export_to_mmdet():
         export_checkpoint(converted, 'mmdet')
 
 
-def test_export_runs_in_reference_models(tmp_path):
+def test_export_runs_in_reference_models(tmp_path, run_tool):
     """Ours exported to torchvision (in memory) and pycls (through the CLI) gives the reference
     networks our outputs."""
     import torchvision
@@ -403,7 +395,7 @@ def test_export_runs_in_reference_models(tmp_path):
     src = tmp_path / 'ours.pth'
     torch.save({'state_dict': ours.state_dict(), 'meta': {}}, src)
     out = tmp_path / 'exported.pyth'
-    result = run_cli(src, out, '--to', 'pycls')
+    result = run_tool(CLI, src, out, '--to', 'pycls')
     assert result.returncode == 0, result.stderr
     ref = pycls_regnet('regnety_200mf').eval()
     missing, unexpected = ref.load_state_dict(
@@ -519,7 +511,7 @@ class Evil:
 
 
 @pytest.mark.parametrize('how', ['torch.save', 'pickle-protocol-2'])
-def test_malicious_pickle_is_refused_and_not_run(how, tmp_path, capsys):
+def test_malicious_pickle_is_refused_and_not_run(how, tmp_path, capsys, run_tool):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     payload = {'state_dict': {'stem.conv.weight': torch.zeros(1)}, 'x': Evil(marker)}
@@ -530,7 +522,7 @@ def test_malicious_pickle_is_refused_and_not_run(how, tmp_path, capsys):
             pickle.dump(payload, f, protocol=2)
     out = tmp_path / 'out.pth'
     if how == 'torch.save':
-        result = run_cli(path, out)  # once in a real process
+        result = run_tool(CLI, path, out)  # once in a real process
         rc, err = result.returncode, result.stderr
     else:
         rc, _, err = cli_in_process(capsys, path, out)
@@ -589,10 +581,10 @@ def test_every_bad_input_is_refused(tmp_path, good_checkpoint, capsys):
         assert_refused(rc, err, out, needle)
 
 
-def test_bad_input_in_a_real_process(tmp_path, good_checkpoint):
+def test_bad_input_in_a_real_process(tmp_path, good_checkpoint, run_tool):
     torch.save(__import__('torchvision').models.resnet50().state_dict(), tmp_path / 'r50.pth')
     out = tmp_path / 'out.pth'
-    result = run_cli(tmp_path / 'r50.pth', out)
+    result = run_tool(CLI, tmp_path / 'r50.pth', out)
     assert_refused(result.returncode, result.stderr, out, 'not a RegNet', '7x7')
     assert result.stdout == ''
 

@@ -36,19 +36,6 @@ SEG_DEMO = osp.join(ROOT, 'configs', 'demo', 'upernet_regnetx_400mf_synthetic.py
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
-def _env(threads=2):
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS='ignore')
-
-
-def run_tool(*args, timeout=300):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _explain(proc):
-    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
-
-
 def _load_png(path):
     with open(path, 'rb') as f:
         data = f.read()
@@ -95,17 +82,17 @@ def synthetic(tmp_path_factory):
 
 
 # --- the demo, end to end ------------------------------------------------------------------------
-def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
+def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path, run_tool, explain):
     from regnet_backbone.demo.visualization import read_scalars
     work = tmp_path / 'demo'
     drawn, size = 6, synthetic.size  # validation images to draw, of size x size pixels
     args = ('--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root,
             '--num-images', drawn)
     proc = run_tool(DEMO, *args)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     out = proc.stdout
     for stage in ('== data:', '== mask_rcnn: training', '== upernet: training', '== done in'):
-        assert stage in out, _explain(proc)
+        assert stage in out, explain(proc)
     assert re.search(r'Iter\(train\) \[\s*20/40\]', proc.stdout + proc.stderr)  # mmengine's log
 
     for name, metrics in (('mask_rcnn', ('coco/bbox_mAP', 'coco/segm_mAP')),
@@ -117,7 +104,7 @@ def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
         assert val and all(k in val[-1] for k in metrics), val
         assert val[-1]['step'] == 40
         for key in metrics:
-            assert re.search(rf'{re.escape(key)}: +\d\.\d{{3}}', out), _explain(proc)
+            assert re.search(rf'{re.escape(key)}: +\d\.\d{{3}}', out), explain(proc)
 
         predictions = _load_png(work / f'{name}_predictions.png')
         assert predictions.std() > 10  # not a blank canvas
@@ -140,8 +127,8 @@ def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path):
     assert not glob.glob(str(work / '**' / '.*.tmp'), recursive=True)  # no temporary files
 
     again = run_tool(DEMO, *args)
-    assert again.returncode == 0, _explain(again)
-    assert again.stdout.count('holds the final checkpoint: drawing only') == 2, _explain(again)
+    assert again.returncode == 0, explain(again)
+    assert again.stdout.count('holds the final checkpoint: drawing only') == 2, explain(again)
     assert 'training 40 iterations' not in again.stdout and 'trained earlier' in again.stdout
 
 
@@ -179,13 +166,14 @@ def _checkpoint_iter(path):
     return state['meta']['iter']
 
 
-def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
+def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path, tool_env, run_tool,
+                                                      explain):
     iters, every = 16, 4
     config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters, every)
     work = tmp_path / 'work'
     log = open(tmp_path / 'killed.log', 'w')
     proc = subprocess.Popen([sys.executable, TRAIN, str(config), '--work-dir', str(work)],
-                            cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=tool_env(), stdout=log, stderr=subprocess.STDOUT)
     pointer = work / 'last_checkpoint'
     try:
         # Wait for the first checkpoint, then kill at the next sign of a write: ideally while
@@ -211,9 +199,9 @@ def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
     assert 0 < saved_iter < iters
 
     resumed = run_tool(TRAIN, config, '--work-dir', work, '--resume')
-    assert resumed.returncode == 0, _explain(resumed)
+    assert resumed.returncode == 0, explain(resumed)
     output = resumed.stdout + resumed.stderr
-    assert re.search(rf'resumed epoch: \d+, iter: {saved_iter}\b', output), _explain(resumed)
+    assert re.search(rf'resumed epoch: \d+, iter: {saved_iter}\b', output), explain(resumed)
     assert f'Iter(train) [{saved_iter - saved_iter % 2 + 2:>2}/{iters}]' in output
     assert 'coco/bbox_mAP' in output
     assert pointer.read_text() == str(work / f'iter_{iters}.pth')
@@ -226,15 +214,15 @@ def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path):
 
 
 # --- two processes --------------------------------------------------------------------------------
-def test_dist_train_runs_the_demo_detector_on_cpu(synthetic, tmp_path):
+def test_dist_train_runs_the_demo_detector_on_cpu(synthetic, tmp_path, tool_env, explain):
     config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters=8, every=8)
     # The CPU (gloo) path, on a GPU machine too: the processes see no CUDA device.
-    env = dict(_env(threads=1), PYTHON=sys.executable, PORT=str(free_port()),
-               CUDA_VISIBLE_DEVICES='')
+    env = tool_env(OMP_NUM_THREADS=1, PYTHON=sys.executable, PORT=free_port(),
+                   CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(['bash', osp.join(TOOLS, 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert "dist_cfg: {'backend': 'gloo'}" in log and 'Distributed training: True' in log
     assert re.search(r'coco/bbox_mAP: \d', log) and re.search(r'coco/segm_mAP: \d', log)
@@ -249,10 +237,9 @@ def _failing_fsync(fd):
 def test_failed_checkpoint_write_keeps_previous_file(tmp_path, monkeypatch):
     from mmengine.runner.checkpoint import save_checkpoint
 
-    from regnet_backbone.runtime import engine
-    engine.register_atomic_checkpoints()
+    from regnet_backbone.runtime.hooks.atomic_checkpoint import ATOMIC_BACKEND
     path = str(tmp_path / 'iter_1.pth')
-    backend = dict(backend=engine.ATOMIC_BACKEND)
+    backend = dict(backend=ATOMIC_BACKEND)
     save_checkpoint({'meta': {'iter': 1}, 'w': torch.ones(1000)}, path, backend_args=backend)
     before = open(path, 'rb').read()
 
@@ -286,12 +273,13 @@ class _Runner:
 
 
 def test_checkpoint_hook_deletes_old_checkpoints_only_after_a_successful_save(tmp_path):
-    from regnet_backbone.runtime import engine
-    hook = engine.AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=1)
+    from regnet_backbone.runtime.hooks.atomic_checkpoint import (ATOMIC_BACKEND,
+                                                                 AtomicCheckpointHook,
+                                                                 AtomicLocalBackend)
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=1)
     runner = _Runner(tmp_path)
-    hook.out_dir, hook.file_backend = str(tmp_path), engine.AtomicLocalBackend()
-    hook.backend_args = dict(backend=engine.ATOMIC_BACKEND)
-    engine.register_atomic_checkpoints()
+    hook.out_dir, hook.file_backend = str(tmp_path), AtomicLocalBackend()
+    hook.backend_args = dict(backend=ATOMIC_BACKEND)
     hook.keep_ckpt_ids = collections.deque([], 1)
     pointer = tmp_path / 'last_checkpoint'
 

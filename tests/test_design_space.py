@@ -256,21 +256,19 @@ def test_complexity_matches_torchvision_weight_metadata(name):
         assert ours['flops'] / 1e9 == pytest.approx(w.meta['_ops'], abs=0.0006)
 
 
-def test_analyze_complexity_cli(tmp_path):
+def test_analyze_complexity_cli(tmp_path, run_tool, explain):
     import json
-    import subprocess
-    import sys
     tool = Path(__file__).resolve().parents[1] / 'tools' / 'analyze_complexity.py'
-    out = subprocess.run([sys.executable, str(tool), 'regnetx_3.2gf', '--json'],
-                         capture_output=True, text=True, check=True).stdout
-    row = json.loads(out)[0]
+    proc = run_tool(tool, 'regnetx_3.2gf', '--json')
+    assert proc.returncode == 0, explain(proc)
+    row = json.loads(proc.stdout)[0]
     ref = REF['RegNetX-3.2GF']
     assert (row['flops'], row['params'], row['acts']) == (ref['flops'], ref['params'], ref['acts'])
     assert row['widths'] == [96, 192, 432, 1008]
-    table = subprocess.run([sys.executable, str(tool), '--markdown'], capture_output=True,
-                           text=True, check=True).stdout
-    assert all(f'`{name}`' in table for name in PRESETS)
-    bad = subprocess.run([sys.executable, str(tool), 'regnetx_3gf'], capture_output=True, text=True)
+    table = run_tool(tool, '--markdown')
+    assert table.returncode == 0, explain(table)
+    assert all(f'`{name}`' in table.stdout for name in PRESETS)
+    bad = run_tool(tool, 'regnetx_3gf')
     assert bad.returncode == 2 and "unknown RegNet arch 'regnetx_3gf'" in bad.stderr
 
 

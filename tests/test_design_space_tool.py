@@ -5,8 +5,6 @@ would mostly time the torch import); one subprocess checks the real command line
 """
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -151,9 +149,8 @@ def test_edf_errors_are_one_line(capsys, tmp_path):
     assert code == 0 and json.loads(out)['studies'][0]['errors'] == pytest.approx([70.0])
 
 
-def test_help_states_the_error_rules():
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'design_space.py'), 'edf',
-                           '--help'], capture_output=True, text=True, timeout=120)
+def test_help_states_the_error_rules(run_tool):
+    proc = run_tool(ROOT / 'tools' / 'design_space.py', 'edf', '--help', timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = ' '.join(proc.stdout.split())
     assert '100*(1-v)' in text and 'coco/bbox_mAP' in text

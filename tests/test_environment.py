@@ -1,4 +1,5 @@
 """The installed stack is real: compiled mmcv ops run, mmdet and mmseg import."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,14 @@ def test_these_are_the_project_tests():
     assert Path(__file__).resolve().parent == ROOT / 'tests'
 
 
+#: The pins of each stack tools/setup_env.sh builds (`make test-oldest` sets REGNET_STACK).
+STACK_PINS = {'default': 'constraints.txt', 'oldest': 'constraints-oldest.txt'}
+
+
 def test_torch_is_the_pinned_release():
-    pinned = next(line.split('==')[1] for line in (ROOT / 'requirements/constraints.txt')
-                  .read_text().splitlines() if line.startswith('torch=='))
+    pins = ROOT / 'requirements' / STACK_PINS[os.environ.get('REGNET_STACK', 'default')]
+    pinned = next(line.split('==')[1] for line in pins.read_text().splitlines()
+                  if line.startswith('torch=='))
     assert torch.__version__.split('+')[0] == pinned
 
 

@@ -174,6 +174,8 @@ def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
 
 def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
     from regnet_backbone.runtime import study
+    from regnet_backbone.runtime.study.attempt import Attempt
+    from regnet_backbone.runtime.study.layout import trial_dir
     from regnet_backbone.runtime.study.workers import WorkerBackend
     # A slice: 3 steps of 16 of the first 128 training images, tested on the first 64.
     options = {'train_cfg.max_iters': 3, 'train_dataloader.batch_size': 16,
@@ -182,12 +184,12 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
     work = str(tmp_path / 'study')
     s = study.setup(RECIPE, work, space='regnetx', n=2, seed=0, flops=(100e6, 200e6),
                     cfg_options=options, data_root=data_root)
-    attempts = [study.Attempt(study=work, trial=t['trial'], number=1,
-                              config=osp.join(study.trial_dir(work, t['trial']), 'config.py'),
-                              work_dir=osp.join(study.trial_dir(work, t['trial']), 'work'),
-                              train_tool=osp.join(ROOT, 'tools', 'train.py'),
-                              python=sys.executable, threads=1, cwd=ROOT,
-                              metric=s['metric'])
+    attempts = [Attempt(study=work, trial=t['trial'], number=1,
+                        config=osp.join(trial_dir(work, t['trial']), 'config.py'),
+                        work_dir=osp.join(trial_dir(work, t['trial']), 'work'),
+                        train_tool=osp.join(ROOT, 'tools', 'train.py'),
+                        python=sys.executable, threads=1, cwd=ROOT,
+                        metric=s['metric'])
                 for t in s['trials']]
     backend = WorkerBackend(jobs=1)
     try:
@@ -206,19 +208,18 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
         assert np.isfinite([r['loss'] for r in train_log]).all()
 
 
-def test_make_study_demo_end_to_end_on_a_slice(data_root, tmp_path):
+def test_make_study_demo_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
     """`tools/study.py demo` (what `make study` runs), shrunk: 2 samples a space plus 1 rerun,
     4 steps of 8 images each, through the long-lived workers; it prints the verdict and where
     the report, summary.json and the EDF picture are."""
     import json
     out = tmp_path / 'study'
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'study.py'), 'demo', '--out', str(out),
-         '--data-root', data_root, '--n', '2', '--repeats', '1', '--seed', '3',
-         '--cfg-options', 'train_cfg.max_iters=4', 'train_dataloader.batch_size=8',
-         'train_dataloader.dataset.indices=64', 'val_dataloader.dataset.indices=32'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_tool(
+        osp.join(ROOT, 'tools', 'study.py'), 'demo', '--out', out, '--data-root', data_root,
+        '--n', 2, '--repeats', 1, '--seed', 3,
+        '--cfg-options', 'train_cfg.max_iters=4', 'train_dataloader.batch_size=8',
+        'train_dataloader.dataset.indices=64', 'val_dataloader.dataset.indices=32',
+        env=dict(OMP_NUM_THREADS=1), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     report, summary = out / 'report' / 'report.md', out / 'report' / 'summary.json'

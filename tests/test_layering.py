@@ -89,4 +89,4 @@ def test_no_import_cycles():
 def test_the_check_sees_lazy_and_relative_imports():
     """The graph is built right: a known lazy import and a known relative one are in it."""
     assert 'regnet_backbone.design.presets' in GRAPH['regnet_backbone.models.backbone']
-    assert 'regnet_backbone.models' in GRAPH['regnet_backbone.runtime.registry']
+    assert 'regnet_backbone.models' in GRAPH['regnet_backbone.runtime.channels']

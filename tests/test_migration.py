@@ -8,8 +8,6 @@ in float64, on the same input: the weights keep their BGR order because those co
 The reference is always the incumbent's module, never our code.
 """
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -371,7 +369,7 @@ def assert_same_predictions(ours, theirs):
         assert agree > 0.9999, agree
 
 
-def test_mmdet_mask_rcnn_checkpoint_is_translated_and_predicts_the_same(tmp_path):
+def test_mmdet_mask_rcnn_checkpoint_is_translated_and_predicts_the_same(tmp_path, run_tool):
     cfg = mmdet_detector_cfg()
     theirs = build('mmdet', cfg.model)
     theirs.init_weights()
@@ -384,9 +382,7 @@ def test_mmdet_mask_rcnn_checkpoint_is_translated_and_predicts_the_same(tmp_path
     expected = predict(theirs, cfg, images)
 
     out = tmp_path / 'mask_rcnn_regnetx_400mf_ours.pth'
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'convert_pretrained.py'),
-                           str(source), str(out), '--whole-model'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_tool(ROOT / 'tools' / 'convert_pretrained.py', source, out, '--whole-model')
     assert proc.returncode == 0, proc.stderr
     assert 'trained on RGB input' in proc.stdout  # what this 3x config's preprocessor feeds
     translated = read_checkpoint(out)
@@ -413,12 +409,10 @@ def test_mmdet_mask_rcnn_checkpoint_is_translated_and_predicts_the_same(tmp_path
     assert_same_predictions(predict(ours, ours_cfg, images), expected)
 
 
-def test_whole_model_flag_refuses_a_bare_backbone_and_writes_nothing(tmp_path):
+def test_whole_model_flag_refuses_a_bare_backbone_and_writes_nothing(tmp_path, run_tool):
     _, weights = mmdet_400mf_weights(tmp_path)
     out = tmp_path / 'out.pth'
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'convert_pretrained.py'),
-                           str(weights), str(out), '--whole-model'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_tool(ROOT / 'tools' / 'convert_pretrained.py', weights, out, '--whole-model')
     assert proc.returncode != 0 and not out.exists()
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and 'drop --whole-model' in lines[0], proc.stderr

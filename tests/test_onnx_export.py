@@ -7,8 +7,6 @@ model's), computed in the test; onnx and onnxruntime are pinned test dependencie
 import builtins
 import copy
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
@@ -90,17 +88,15 @@ def test_out_indices_name_the_outputs(tmp_path):
         assert relative_error([a], [e]) < 1e-4
 
 
-def test_cli_exports_a_config_with_a_checkpoint(tmp_path):
+def test_cli_exports_a_config_with_a_checkpoint(tmp_path, run_tool):
     """tools/export_onnx.py on a detector config, with a detector-style checkpoint, folded."""
     torch.manual_seed(1)
     trained = _random_statistics(RegNetBackbone('regnetx_400mf', zero_init_residual=False))
     ckpt = tmp_path / 'detector.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in trained.state_dict().items()}}, ckpt)
     out = tmp_path / 'det_backbone.onnx'
-    run = subprocess.run([sys.executable, str(ROOT / 'tools/export_onnx.py'),
-                          str(ROOT / 'configs/mask_rcnn_regnetx_400mf_fpn.py'), str(out),
-                          '--checkpoint', str(ckpt), '--deploy', '--dynamic', '--opset', '17'],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    run = run_tool(ROOT / 'tools/export_onnx.py', ROOT / 'configs/mask_rcnn_regnetx_400mf_fpn.py',
+                   out, '--checkpoint', ckpt, '--deploy', '--dynamic', '--opset', 17, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f'wrote {out}' in run.stdout
     assert _domains(out) <= {'', 'ai.onnx'}
@@ -151,7 +147,7 @@ def test_missing_onnx_is_a_clear_error(tmp_path, monkeypatch, blocked):
         assert not path.exists()
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(tmp_path, run_tool):
     # onnx hidden from the CLI: a finder that refuses it, installed before the tool runs.
     code = ('import sys, runpy\n'
             'class Block:\n'
@@ -161,10 +157,9 @@ def test_cli_errors_are_one_line(tmp_path):
             f"sys.argv = ['export_onnx.py', '{ARCH}', r'{tmp_path / 'x.onnx'}']\n"
             f"runpy.run_path(r'{ROOT / 'tools/export_onnx.py'}', run_name='__main__')\n")
     stderr = []
-    for cmd in ([sys.executable, '-c', code],
-                [sys.executable, str(ROOT / 'tools/export_onnx.py'), 'regnetx_999gf',
-                 str(tmp_path / 'y.onnx')]):
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    for args in (['-c', code],
+                 [ROOT / 'tools/export_onnx.py', 'regnetx_999gf', tmp_path / 'y.onnx']):
+        run = run_tool(*args, timeout=120)
         assert run.returncode == 1
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: '), run.stderr

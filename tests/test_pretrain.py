@@ -2,10 +2,8 @@
 classification set, tools/train.py on mmpretrain configs, and the classifier -> backbone
 checkpoint round trip into a detector."""
 import glob
-import os
+import json
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -27,16 +25,6 @@ def _load(name, **options):
     return load_config(osp.join(ROOT, 'configs', name), options or None)
 
 
-def run_tool(*args, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _explain(proc):
-    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}'
-
-
 # --- registry ------------------------------------------------------------------------------------
 def test_mmpretrain_registry_builds_ours_and_keeps_its_regnet():
     import regnet_backbone  # noqa: F401
@@ -51,12 +39,32 @@ def test_mmpretrain_registry_builds_ours_and_keeps_its_regnet():
     assert type(theirs) is MmpretrainRegNet
 
 
-def test_import_does_not_import_the_codebases():
-    code = ('import sys, regnet_backbone; '
-            'print(sorted(m for m in ("mmdet", "mmseg", "mmpretrain") if m in sys.modules))')
-    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == '[]'
+#: What ``import regnet_backbone`` registers in mmengine's root registries (which mmdet's, mmseg's
+#: and mmpretrain's fall back to), by the decorators where each class is defined.
+REGISTERED = dict(MODELS=['RegNetBackbone'], WEIGHT_INITIALIZERS=['RegNetPretrained'],
+                  HOOKS=['AtomicCheckpointHook', 'RegNetCheckpointHook', 'ChannelOrderCheckHook'],
+                  RUNNERS=['RegNetRunner'])
+#: Run in a fresh process: ``import regnet_backbone``, then what it imported and registered.
+IMPORT_ONLY = """
+import json, sys
+import regnet_backbone
+codebases = [m for m in ('mmdet', 'mmseg', 'mmpretrain', 'mmcv') if m in sys.modules]
+from mmengine import registry
+found = {f'{r}.{n}': getattr(getattr(registry, r).get(n), '__module__', None)
+         for r, names in json.loads(sys.argv[1]).items() for n in names}
+print(json.dumps(dict(codebases=codebases, found=found)))
+"""
+
+
+def test_import_registers_everything_and_imports_no_codebase(run_tool, explain):
+    """``import regnet_backbone`` alone registers every class of ours that a config names, and
+    imports neither mmdet, mmseg, mmpretrain nor mmcv."""
+    proc = run_tool('-c', IMPORT_ONLY, json.dumps(REGISTERED))
+    assert proc.returncode == 0, explain(proc)
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out['codebases'] == []
+    assert len(out['found']) == sum(map(len, REGISTERED.values()))
+    assert all(str(m).startswith('regnet_backbone.') for m in out['found'].values()), out['found']
 
 
 # --- configs -------------------------------------------------------------------------------------
@@ -183,17 +191,17 @@ def _tiny_options(root, epochs):
 
 
 @pytest.fixture(scope='module')
-def cls_run(tmp_path_factory):
+def cls_run(tmp_path_factory, run_tool, explain):
     """A classifier trained one epoch, then resumed for a second, through tools/train.py."""
     base = tmp_path_factory.mktemp('cls')
     data = make_synthetic_classification(str(base / 'data'), num_train=16, num_val=8, size=32)
     work = base / 'work'
     config = 'configs/demo/regnetx_200mf_synthetic_cls.py'
     first = run_tool(TRAIN, config, '--work-dir', work, '--cfg-options', *_tiny_options(data, 1))
-    assert first.returncode == 0, _explain(first)
+    assert first.returncode == 0, explain(first)
     second = run_tool(TRAIN, config, '--work-dir', work, '--resume', '--cfg-options',
                       *_tiny_options(data, 2))
-    assert second.returncode == 0, _explain(second)
+    assert second.returncode == 0, explain(second)
     return dict(work=work, data=data, first=first, second=second, config=config)
 
 
@@ -207,18 +215,16 @@ def test_train_tool_trains_and_resumes_a_classifier(cls_run):
     assert ckpt['meta']['epoch'] == 2
 
 
-def test_missing_imagenet_stops_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, TRAIN,
-                           osp.join(ROOT, 'configs', 'regnetx_400mf_8xb128_in1k.py'),
-                           '--work-dir', str(tmp_path / 'w')],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_missing_imagenet_stops_with_one_line(tmp_path, run_tool, explain):
+    proc = run_tool(TRAIN, osp.join(ROOT, 'configs', 'regnetx_400mf_8xb128_in1k.py'),
+                    '--work-dir', tmp_path / 'w', cwd=tmp_path, timeout=300)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
-    assert len(lines) == 1 and 'data/imagenet' in lines[0], _explain(proc)
+    assert len(lines) == 1 and 'data/imagenet' in lines[0], explain(proc)
     assert 'Traceback' not in proc.stderr
 
 
-def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path):
+def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path, run_tool, explain):
     """Classifier checkpoint -> backbone checkpoint -> the Mask R-CNN config's backbone: the
     stage outputs equal the classifier's own backbone's, exactly."""
     import regnet_backbone  # noqa: F401
@@ -229,7 +235,7 @@ def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path):
     source = cls_run['work'] / 'epoch_2.pth'
     out = tmp_path / 'ckpt' / 'regnetx_200mf_cls.pth'  # the folder does not exist yet
     proc = run_tool(CONVERT, source, out)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     meta = torch.load(out, map_location='cpu', weights_only=True)['meta']
     # The converted file records the accuracy mmpretrain logged at the checkpoint's validation.
     runner = torch.load(source, map_location='cpu', weights_only=False)

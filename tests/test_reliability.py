@@ -29,13 +29,6 @@ CONVERT = osp.join(ROOT, 'tools', 'convert_pretrained.py')
 MAKE_DATA = osp.join(ROOT, 'tools', 'make_synthetic_data.py')
 
 
-def run_tool(*args, env=None, timeout=120):
-    env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
-    env.pop('REGNET_DEBUG', None)
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def stderr_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
@@ -311,7 +304,7 @@ def test_symlink_is_written_through_and_special_files_are_refused(tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and (tmp_path / 'dir').is_dir()
 
 
-def test_convert_force_onto_fifo_and_symlink(tmp_path, backbone_file):
+def test_convert_force_onto_fifo_and_symlink(tmp_path, backbone_file, run_tool):
     fifo = tmp_path / 'pipe.pth'
     os.mkfifo(fifo)
     proc = run_tool(CONVERT, backbone_file, fifo, '--force')
@@ -337,7 +330,7 @@ def test_converter_creates_the_output_folder(tmp_path, backbone_file):
     assert report.arch == 'regnetx_200mf' and out.is_file()
 
 
-def test_generator_writes_only_into_its_own_folders(tmp_path):
+def test_generator_writes_only_into_its_own_folders(tmp_path, run_tool):
     foreign = tmp_path / 'photos'
     foreign.mkdir()
     (foreign / 'holiday.jpg').write_bytes(b'precious')
@@ -457,7 +450,7 @@ def test_random_bytes_are_not_a_checkpoint_and_unsafe_pickles_name_the_object(tm
     assert 'print' in str(info.value) and '()' not in str(info.value)
 
 
-def test_nonfinite_values_give_a_warning_line(tmp_path, backbone_file):
+def test_nonfinite_values_give_a_warning_line(tmp_path, backbone_file, run_tool):
     state = torch.load(backbone_file, weights_only=True)
     state['state_dict']['layer2.0.conv1.weight'][0, 0, 0, 0] = float('nan')
     state['state_dict']['stem.norm.running_var'][0] = float('inf')

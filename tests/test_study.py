@@ -13,8 +13,6 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
@@ -22,6 +20,7 @@ from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.demo.synthetic import make_synthetic_coco
 from regnet_backbone.runtime import study
 from regnet_backbone.runtime.engine import load_config
+from regnet_backbone.runtime.study import launch, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY_TOOL = osp.join(ROOT, 'tools', 'study.py')
@@ -49,16 +48,6 @@ param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, 
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=1))
 log_processor = dict(window_size=1)
 """
-
-
-def run_tool(*args, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable, STUDY_TOOL, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _explain(proc):
-    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
 
 
 @pytest.fixture(scope='module')
@@ -120,15 +109,15 @@ def test_setup_detection_config_fpn_follows_and_metric_is_bbox_map(tmp_path):
 
 def test_default_metric_from_evaluator():
     from mmengine.config import Config
-    assert study.default_metric(Config(dict(val_evaluator=dict(type='IoUMetric')))) == 'mIoU'
-    assert study.default_metric(Config(dict(
+    assert recipe.default_metric(Config(dict(val_evaluator=dict(type='IoUMetric')))) == 'mIoU'
+    assert recipe.default_metric(Config(dict(
         val_evaluator=dict(type='CocoMetric', metric=['bbox', 'segm'])))) == 'coco/bbox_mAP'
-    assert study.default_metric(Config(dict(
+    assert recipe.default_metric(Config(dict(
         val_evaluator=dict(type='CocoMetric', metric='segm')))) == 'coco/segm_mAP'
-    assert study.default_metric(Config(dict(
+    assert recipe.default_metric(Config(dict(
         val_evaluator=dict(type='Accuracy', topk=(1, 5))))) == 'accuracy/top1'
     with pytest.raises(study.StudyError, match='--metric'):
-        study.default_metric(Config(dict(val_evaluator=dict(type='SomethingElse'))))
+        recipe.default_metric(Config(dict(val_evaluator=dict(type='SomethingElse'))))
 
 
 def test_setup_errors_are_one_line(tmp_path):
@@ -140,45 +129,44 @@ def test_setup_errors_are_one_line(tmp_path):
     with pytest.raises(study.StudyError, match='not a study'):
         list(study.run(str(tmp_path / 'nothing')))
     with pytest.raises(study.StudyError, match='collect'):
-        from regnet_backbone.runtime.study_report import analyze
-        analyze([str(tmp_path / 'nothing')], str(tmp_path / 'report'))
+        study.analyze([str(tmp_path / 'nothing')], str(tmp_path / 'report'))
 
 
 # --- end to end ----------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, data, tiny_config):
+def trained(tmp_path_factory, data, tiny_config, run_tool, explain):
     """Two studies set up and run through the CLI; anynetx_a/trial_001 is made to fail."""
     base = tmp_path_factory.mktemp('studies')
     dirs = {space: str(base / space) for space in ('regnetx', 'anynetx_a')}
-    proc = run_tool('setup', tiny_config, dirs['regnetx'], '--space', 'regnetx', '--n', 2,
-                    '--flops', *WINDOW, '--data-root', data.root, '--seed', 3)
-    assert proc.returncode == 0, _explain(proc)
+    proc = run_tool(STUDY_TOOL, 'setup', tiny_config, dirs['regnetx'], '--space', 'regnetx',
+                    '--n', 2, '--flops', *WINDOW, '--data-root', data.root, '--seed', 3)
+    assert proc.returncode == 0, explain(proc)
     assert '2 trials of regnetx' in proc.stdout
     study.setup(tiny_config, dirs['anynetx_a'], space='anynetx_a', n=2, flops=WINDOW,
                 data_root=data.root, seed=3)
     broken = osp.join(dirs['anynetx_a'], 'trials', 'trial_001', 'config.py')
     with open(broken, 'a') as f:  # an impossible setting: the backbone has 4 stages
         f.write("\nmodel['backbone']['out_indices'] = (0, 1, 2, 7)\n")
-    proc = run_tool('run', *dirs.values(), '--jobs', 2, '--retries', 1)
+    proc = run_tool(STUDY_TOOL, 'run', *dirs.values(), '--jobs', 2, '--retries', 1)
     return dirs, proc
 
 
-def test_run_trains_each_trial_and_records_a_failure(trained):
+def test_run_trains_each_trial_and_records_a_failure(trained, explain):
     dirs, proc = trained
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     out = proc.stdout
     for name in ('regnetx/trial_000', 'regnetx/trial_001', 'anynetx_a/trial_000'):
-        assert f'[study] {name} done in' in out, _explain(proc)
-    assert '[study] anynetx_a/trial_001 attempt 1 failed, retrying' in out, _explain(proc)
+        assert f'[study] {name} done in' in out, explain(proc)
+    assert '[study] anynetx_a/trial_001 attempt 1 failed, retrying' in out, explain(proc)
     assert '[study] anynetx_a/trial_001 FAILED' in out and 'out_indices' in out
     assert 'ETA' in out and '3 done, 1 failed, 0 running, 0 queued' in out
 
     for space, trial in (('regnetx', 'trial_000'), ('regnetx', 'trial_001'),
                          ('anynetx_a', 'trial_000')):
-        status = study.read_status(dirs[space], trial)
+        status = layout.read_status(dirs[space], trial)
         assert status['status'] == 'done' and status['attempts'] == 1 and status['error'] is None
         assert status['wall_time'] > 0
-    failed = study.read_status(dirs['anynetx_a'], 'trial_001')
+    failed = layout.read_status(dirs['anynetx_a'], 'trial_001')
     assert failed['status'] == 'failed' and failed['attempts'] == 2
     assert 'out_indices (0, 1, 2, 7) out of range' in failed['error']
     folder = osp.join(dirs['anynetx_a'], 'trials', 'trial_001')
@@ -196,7 +184,7 @@ def test_collect_writes_results_with_documented_fields(trained):
     for key in ('name', 'space', 'n', 'seed', 'windows', 'base_config', 'metric'):
         assert key in settings
     assert settings['space'] == 'anynetx_a' and settings['metric'] == 'mIoU'
-    setup = study.load_study(dirs['anynetx_a'])
+    setup = layout.load_study(dirs['anynetx_a'])
     by_name = {t['trial']: t for t in results['trials']}
     for trial in setup['trials']:
         record = by_name[trial['trial']]
@@ -239,19 +227,19 @@ def test_interrupted_trial_resumes_through_submitit(trained):
     events = list(study.run(work, executor='submitit-local', jobs=1, threads=1, poll_s=0.5))
     kinds = [(e.kind, e.trial) for e in events]
     assert ('skip', 'trial_001') in kinds and ('done', 'trial_000') in kinds, kinds
-    status = study.read_status(work, 'trial_000')
+    status = layout.read_status(work, 'trial_000')
     assert status['status'] == 'done' and status['resumed'] is True
     assert osp.isdir(osp.join(work, 'submitit'))  # submitit's job folders
 
 
-def test_analyze_writes_report_and_pictures(trained, tmp_path):
+def test_analyze_writes_report_and_pictures(trained, tmp_path, run_tool, explain):
     dirs, _ = trained
-    proc = run_tool('collect', *dirs.values())
-    assert proc.returncode == 0, _explain(proc)
+    proc = run_tool(STUDY_TOOL, 'collect', *dirs.values())
+    assert proc.returncode == 0, explain(proc)
     assert '2 done' in proc.stdout and '1 done, 1 failed' in proc.stdout
     out = tmp_path / 'report'
-    proc = run_tool('analyze', *dirs.values(), '--out', out)
-    assert proc.returncode == 0, _explain(proc)
+    proc = run_tool(STUDY_TOOL, 'analyze', *dirs.values(), '--out', out)
+    assert proc.returncode == 0, explain(proc)
     assert f'report: {out / "report.md"}' in proc.stdout
     report = (out / 'report.md').read_text()
     for text in ('Error EDFs', 'noisy', 'n = 500', 'KS distance', 'arch=dict(w0=',
@@ -267,7 +255,7 @@ def test_analyze_writes_report_and_pictures(trained, tmp_path):
     line = next(l for l in report.splitlines() if '`arch=dict(w0=' in l)
     arch_src = line.split('`')[1]
     arch = eval(arch_src[len('arch='):], {'dict': dict})
-    assert arch in [t['arch'] for t in study.load_study(dirs['regnetx'])['trials']]
+    assert arch in [t['arch'] for t in layout.load_study(dirs['regnetx'])['trials']]
 
 
 def _empty_study(folder):
@@ -281,7 +269,7 @@ def _empty_study(folder):
 def test_a_second_run_on_a_study_is_refused_and_a_refusal_unlocks_the_others(tmp_path):
     a, b = _empty_study(tmp_path / 'a'), _empty_study(tmp_path / 'b')
     train = osp.join(ROOT, 'tools', 'train.py')
-    held = study.StudyLock(b).acquire()
+    held = launch.StudyLock(b).acquire()
     try:
         with pytest.raises(study.StudyError) as e:
             list(study.run([a, b], train_tool=train))
@@ -291,31 +279,5 @@ def test_a_second_run_on_a_study_is_refused_and_a_refusal_unlocks_the_others(tmp
     finally:
         held.release()
     assert list(study.run([a, b], train_tool=train)) == []
-    assert not osp.exists(osp.join(a, study.RUN_LOCK))  # released at the end of the run
+    assert not osp.exists(osp.join(a, launch.RUN_LOCK))  # released at the end of the run
 
-
-def test_old_module_paths_import_the_same_objects():
-    from regnet_backbone.runtime import study_report, study_workers, trial_recipe
-    from regnet_backbone.runtime.study import attempt, recipe, report, workers
-    assert study_report.analyze is report.analyze is study.analyze
-    assert study_workers.WorkerBackend is workers.WorkerBackend is study.WorkerBackend
-    assert study_workers.judge is attempt.judge
-    assert trial_recipe.train_everything is recipe.train_everything
-    assert study_report.StudyError is study.StudyError
-
-
-def test_a_name_set_on_the_package_is_what_its_modules_use(monkeypatch):
-    """`monkeypatch.setattr(study, NAME, ...)` reaches the module that uses NAME."""
-    from regnet_backbone.runtime.study import attempt, executors
-    seen = []
-    monkeypatch.setattr(study, 'train_attempt', lambda a: seen.append(a) or dict(ok=True))
-    assert attempt.train_attempt is executors.train_attempt is study.train_attempt
-    backend = executors.make_backend('local', 1, '.', study.SlurmOptions(), None)
-    try:
-        assert backend.submit(['an attempt'])[0].result() == dict(ok=True)
-    finally:
-        backend.close()
-    assert seen == ['an attempt']
-    monkeypatch.undo()
-    assert executors.train_attempt is attempt.train_attempt is not None
-    assert executors.train_attempt.__module__ == 'regnet_backbone.runtime.study.attempt'

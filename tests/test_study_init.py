@@ -16,7 +16,6 @@
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -28,6 +27,7 @@ from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.design.sampling import sample
 from regnet_backbone.runtime import study
 from regnet_backbone.runtime.engine import load_config
+from regnet_backbone.runtime.study import attempt, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY_TOOL = osp.join(ROOT, 'tools', 'study.py')
@@ -69,16 +69,6 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_ke
 """
 
 
-def run_tool(*args, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    return subprocess.run([sys.executable, STUDY_TOOL, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _explain(proc):
-    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
-
-
 def _trial_cfg(work, trial, *parts):
     return load_config(osp.join(work, 'trials', trial['trial'], *parts, 'config.py'))
 
@@ -92,13 +82,13 @@ def _build_detector(cfg):
 
 
 # --- refusal, --init scratch ---------------------------------------------------------------------
-def test_finetuning_recipe_is_refused_with_one_line(tmp_path):
+def test_finetuning_recipe_is_refused_with_one_line(tmp_path, run_tool, explain):
     work = tmp_path / 'refused'
-    proc = run_tool('setup', FINETUNE_CONFIG, work, '--space', 'regnetx', '--n', 2,
+    proc = run_tool(STUDY_TOOL, 'setup', FINETUNE_CONFIG, work, '--space', 'regnetx', '--n', 2,
                     '--flops', *WINDOW)
-    assert proc.returncode != 0, _explain(proc)
+    assert proc.returncode != 0, explain(proc)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), _explain(proc)
+    assert len(lines) == 1 and lines[0].startswith('error: '), explain(proc)
     for text in ('--init scratch', '--pretrain CLS_CONFIG', 'frozen_stages=1',
                  'norm_eval=True with BN'):
         assert text in lines[0], lines[0]
@@ -150,23 +140,21 @@ def test_lsj_scratch_recipe_trains_everything_as_written(tmp_path, config):
 def test_what_counts_as_untrained_weights_and_what_scratch_changes():
     from mmengine.config import Config
 
-    from regnet_backbone.runtime import trial_recipe
-
     def cfg(**backbone):
         return Config(dict(model=dict(backbone=dict(type='RegNetBackbone', **backbone),
                                       neck=dict(type='FPN', norm_cfg=dict(type='BN')))))
     # RegNetBackbone's default norm_eval is True, and its default norm is BN
-    assert trial_recipe.untrained_weights(cfg()) == ['norm_eval=True with BN']
-    assert trial_recipe.untrained_weights(cfg(norm_eval=False)) == []
+    assert recipe.untrained_weights(cfg()) == ['norm_eval=True with BN']
+    assert recipe.untrained_weights(cfg(norm_eval=False)) == []
     # GroupNorm keeps no running statistics: norm_eval does not freeze it
-    assert trial_recipe.untrained_weights(cfg(norm_cfg=dict(type='GN', num_groups=8))) == []
-    assert trial_recipe.untrained_weights(cfg(
+    assert recipe.untrained_weights(cfg(norm_cfg=dict(type='GN', num_groups=8))) == []
+    assert recipe.untrained_weights(cfg(
         frozen_stages=0, norm_eval=False, norm_cfg=dict(type='GN', num_groups=8,
                                                         requires_grad=False))) == [
         'frozen_stages=0', 'norm_cfg requires_grad=False']
     scratch = cfg(frozen_stages=2, norm_cfg=dict(type='GN', num_groups=8, requires_grad=False))
-    trial_recipe.train_everything(scratch)
-    assert trial_recipe.untrained_weights(scratch) == []
+    recipe.train_everything(scratch)
+    assert recipe.untrained_weights(scratch) == []
     assert scratch.model.backbone.norm_cfg == dict(type='GN', num_groups=8, requires_grad=True)
     assert scratch.model.neck.norm_cfg == dict(type='SyncBN', requires_grad=True)
 
@@ -261,7 +249,7 @@ def test_two_stage_trial_goes_through(two_stage):
     [trial] = s['trials']
     assert [e.kind for e in events] == ['start', 'done'], [(e.kind, e.error) for e in events]
     folder = osp.join(work, 'trials', trial['trial'])
-    stages = study.read_stages(work, trial['trial'])
+    stages = layout.read_stages(work, trial['trial'])
     assert stages['pretrain']['status'] == stages['convert']['status'] == 'done'
     top1 = stages['pretrain']['top1']
     assert 0 <= top1 <= 100
@@ -274,7 +262,7 @@ def test_two_stage_trial_goes_through(two_stage):
         detector = torch.load(f.read().strip(), map_location='cpu', weights_only=False)
     stem = detector['state_dict']['backbone.stem.conv.weight']
     assert torch.equal(stem, converted['state_dict']['stem.conv.weight'])
-    status = study.read_status(work, trial['trial'])
+    status = layout.read_status(work, trial['trial'])
     assert status['status'] == 'done' and status['stage'] is None
     results = study.collect(work)
     [record] = results['trials']
@@ -299,14 +287,14 @@ def test_rerun_resumes_a_two_stage_trial_at_its_first_unfinished_stage(two_stage
     os.remove(osp.join(folder, 'status.json'))
     os.remove(osp.join(folder, 'pretrained.pth'))
     shutil.rmtree(osp.join(folder, 'work'))
-    assert study.pending_stage(work, name) == 'finetune'  # stages.json: 1 and 2 done
+    assert layout.pending_stage(work, name) == 'finetune'  # stages.json: 1 and 2 done
     events = list(study.run(work, jobs=1, threads=1, retries=0))
     assert [e.kind for e in events] == ['start', 'done'], [(e.kind, e.error) for e in events]
     after = _mtimes(folder, stage1)
     assert after['pretrain/attempt-1.out'] == before['pretrain/attempt-1.out']
     assert after['pretrain/attempt-1.err'] == before['pretrain/attempt-1.err']
     assert osp.isfile(osp.join(folder, 'pretrained.pth'))
-    assert study.read_status(work, name)['status'] == 'done'
+    assert layout.read_status(work, name)['status'] == 'done'
 
 
 def test_each_attempt_starts_at_the_first_unfinished_stage(two_stage, tmp_path, monkeypatch):
@@ -321,7 +309,7 @@ def test_each_attempt_starts_at_the_first_unfinished_stage(two_stage, tmp_path, 
     folder = osp.join(copy, 'trials', name)
     calls, fail = [], set()
 
-    def fake_train(attempt, config, work_dir, metric):
+    def fake_train(_attempt, config, work_dir, metric):
         stage = 'pretrain' if osp.basename(osp.dirname(config)) == 'pretrain' else 'finetune'
         calls.append(stage)
         if stage == 'pretrain':
@@ -345,12 +333,12 @@ def test_each_attempt_starts_at_the_first_unfinished_stage(two_stage, tmp_path, 
             f.write(b'converted')
         return Report()
 
-    monkeypatch.setattr(study, '_train_stage', fake_train)
+    monkeypatch.setattr(attempt, '_train_stage', fake_train)
     monkeypatch.setattr(checkpoints, 'convert_file', fake_convert)
 
-    def attempt():
+    def run_attempt():
         calls.clear()
-        return study.train_attempt(study.Attempt(
+        return attempt.train_attempt(attempt.Attempt(
             study=copy, trial=name, number=1, config=osp.join(folder, 'config.py'),
             work_dir=osp.join(folder, 'work'), train_tool='train.py', python=sys.executable,
             metric='coco/bbox_mAP', pretrain_config=osp.join(folder, 'pretrain', 'config.py'),
@@ -358,21 +346,21 @@ def test_each_attempt_starts_at_the_first_unfinished_stage(two_stage, tmp_path, 
             pretrained=osp.join(folder, 'pretrained.pth'), pretrain_metric='accuracy/top1'))
 
     fail.update({'pretrain'})
-    out = attempt()
+    out = run_attempt()
     assert (calls, out['ok'], out['stage']) == (['pretrain'], False, 'pretrain')
-    assert study.pending_stage(copy, name) == 'pretrain'
+    assert layout.pending_stage(copy, name) == 'pretrain'
     fail.clear(), fail.update({'convert'})
-    out = attempt()
+    out = run_attempt()
     assert (calls, out['stage'], out['pretrain']) == (['pretrain', 'convert'], 'convert',
                                                       {'top1': 40.0, 'error': 60.0})
     fail.clear(), fail.update({'finetune'})
-    out = attempt()
+    out = run_attempt()
     assert (calls, out['stage']) == (['convert', 'finetune'], 'finetune')
     fail.clear()
-    out = attempt()
+    out = run_attempt()
     assert (calls, out['ok'], out['stage']) == (['finetune'], True, None)
     os.remove(osp.join(folder, 'pretrained.pth'))
-    attempt()
+    run_attempt()
     assert calls == ['convert', 'finetune']
 
 
@@ -393,7 +381,7 @@ def test_two_stage_failure_names_its_stage(two_stage, tmp_path):
         json.dump(dict(pretrain=dict(status='done', top1=50.0, checkpoint=garbage)), f)
     events = list(study.run(copy, jobs=1, threads=1, retries=0))
     assert [(e.kind, e.stage) for e in events] == [('start', None), ('failed', 'convert')]
-    status = study.read_status(copy, name)
+    status = layout.read_status(copy, name)
     assert status['status'] == 'failed' and status['stage'] == 'convert'
     assert status['pretrain'] == {'top1': 50.0, 'error': 50.0}
     [record] = study.collect(copy)['trials']

@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from regnet_backbone.runtime import study
-from regnet_backbone.runtime.study_workers import WorkerBackend
+from regnet_backbone.runtime.study.attempt import Attempt
+from regnet_backbone.runtime.study.workers import WorkerBackend
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -73,10 +73,10 @@ def attempt(tmp_path, tool, name, what, number=1, metric='accuracy/top1'):
     folder = tmp_path / 'trials' / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / 'config.py').write_text(what)
-    return study.Attempt(study=str(tmp_path), trial=name, number=number,
-                         config=str(folder / 'config.py'), work_dir=str(folder / 'work'),
-                         train_tool=tool, python=sys.executable, threads=1, cwd=str(tmp_path),
-                         metric=metric)
+    return Attempt(study=str(tmp_path), trial=name, number=number,
+                   config=str(folder / 'config.py'), work_dir=str(folder / 'work'),
+                   train_tool=tool, python=sys.executable, threads=1, cwd=str(tmp_path),
+                   metric=metric)
 
 
 def run_all(backend, attempts, timeout=120):

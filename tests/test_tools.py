@@ -24,16 +24,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN, TEST = osp.join(ROOT, 'tools', 'train.py'), osp.join(ROOT, 'tools', 'test.py')
 
 
-def run_tool(*args, cwd=ROOT, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _explain(proc):
-    return f'exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}'
-
-
 # --- the generator -----------------------------------------------------------------------------
 def _files(root):
     found = []
@@ -186,14 +176,14 @@ def _write_config(path, template, base, spec, classes):
 
 
 @pytest.fixture(scope='module')
-def det_run(synthetic, tmp_path_factory):
+def det_run(synthetic, tmp_path_factory, run_tool, explain):
     """A 2-iteration Mask R-CNN run; its work dir holds iter_2.pth."""
     tmp = tmp_path_factory.mktemp('det')
     config = _write_config(tmp / 'mask_rcnn_tiny.py', DET_OVERRIDES,
                            'mask_rcnn_regnetx_3.2gf_fpn.py', synthetic, CLASSES)
     work_dir = tmp / 'work'
     proc = run_tool(TRAIN, config, '--work-dir', work_dir)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     return config, work_dir, proc
 
 
@@ -209,42 +199,42 @@ def test_train_detector_writes_checkpoint_and_evaluates(det_run):
     assert state['meta']['iter'] == 2
 
 
-def test_resume_from_checkpoint_continues_at_saved_iteration(det_run):
+def test_resume_from_checkpoint_continues_at_saved_iteration(det_run, run_tool, explain):
     config, work_dir, _ = det_run
     resumed = work_dir.parent / 'resumed'
     proc = run_tool(TRAIN, config, '--work-dir', resumed, '--resume', work_dir / 'iter_2.pth',
                     '--cfg-options', 'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=1')
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
-    assert re.search(r'resumed epoch: \d+, iter: 2', log), _explain(proc)
+    assert re.search(r'resumed epoch: \d+, iter: 2', log), explain(proc)
     assert not (resumed / 'iter_1.pth').exists() and not (resumed / 'iter_2.pth').exists()
     final = torch.load(resumed / 'iter_3.pth', map_location='cpu', weights_only=False)
     assert final['meta']['iter'] == 3
 
 
-def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run):
+def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run, run_tool, explain):
     config, work_dir, _ = det_run
     out = work_dir.parent / 'preds.pkl'
     proc = run_tool(TEST, config, work_dir / 'iter_2.pth', '--work-dir', work_dir.parent / 'test',
                     '--out', out)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     assert 'coco/segm_mAP' in proc.stdout + proc.stderr
     with open(out, 'rb') as f:
         predictions = pickle.load(f)
     assert len(predictions) == 2 and 'pred_instances' in predictions[0]
 
 
-def test_train_and_test_segmentor(synthetic, tmp_path):
+def test_train_and_test_segmentor(synthetic, tmp_path, run_tool, explain):
     config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
                            'demo/upernet_regnetx_400mf_synthetic.py', synthetic,
                            synthetic.seg_classes)
     proc = run_tool(TRAIN, config, '--work-dir', tmp_path / 'work')
-    assert proc.returncode == 0, _explain(proc)
-    assert re.search(r'mIoU: \d', proc.stdout + proc.stderr), _explain(proc)
+    assert proc.returncode == 0, explain(proc)
+    assert re.search(r'mIoU: \d', proc.stdout + proc.stderr), explain(proc)
     checkpoint = tmp_path / 'work' / 'iter_1.pth'
     proc = run_tool(TEST, config, checkpoint, '--work-dir', tmp_path / 'test', '--out',
                     tmp_path / 'labels')
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     assert len(os.listdir(tmp_path / 'labels')) == 2
 
 
@@ -252,16 +242,16 @@ def test_train_and_test_segmentor(synthetic, tmp_path):
     (TRAIN, 'mask_rcnn_regnetx_3.2gf_fpn.py', 'data/coco/'),
     (TEST, 'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py', 'data/ade/'),
 ], ids=['train-coco', 'test-ade20k'])
-def test_missing_dataset_stops_with_one_line(tool, config, where, tmp_path):
+def test_missing_dataset_stops_with_one_line(tool, config, where, tmp_path, run_tool, explain):
     args = [tool, osp.join(ROOT, 'configs', config)]
     if tool == TEST:
         (tmp_path / 'model.pth').write_bytes(b'')
         args.append(tmp_path / 'model.pth')
     proc = run_tool(*args, '--work-dir', tmp_path / 'work', cwd=tmp_path)  # no data/ here
-    assert proc.returncode == 1, _explain(proc)
+    assert proc.returncode == 1, explain(proc)
     assert 'Traceback' not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, _explain(proc)
+    assert len(lines) == 1, explain(proc)
     assert lines[0].startswith('error: dataset not found:') and where in lines[0]
     assert 'make demo' in lines[0]
     assert not (tmp_path / 'work').exists()  # stopped before the Runner started
@@ -298,18 +288,18 @@ def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
             torch.load(evil)
 
 
-def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path):
+def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path, tool_env, explain):
     """tools/dist_train.sh with two CPU processes: gloo, SyncBN turned into BN, DDP on CPU."""
     config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
                            'demo/upernet_regnetx_400mf_synthetic.py', synthetic,
                            synthetic.seg_classes)
     # CUDA hidden: the CPU fallback is what this checks, on any machine.
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
-               CUDA_VISIBLE_DEVICES='')
+    env = tool_env(PYTHON=sys.executable, PORT=free_port(), OMP_NUM_THREADS=1,
+                   CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(config), '2',
                            '--work-dir', str(tmp_path / 'work')], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert "dist_cfg: {'backend': 'gloo'}" in log and 'Distributed training: True' in log
     assert (tmp_path / 'work' / 'iter_1.pth').is_file()
@@ -364,27 +354,32 @@ def test_engine_adapts_distributed_configs_to_cpu():
 
 
 # --- strict loading, one-line errors, the work dir lock, Ctrl-C, end to end ---------------------
-def _one_error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, _explain(proc)
-    assert len(lines) == 1 and lines[0].startswith('error: '), _explain(proc)
-    return lines[0]
+@pytest.fixture(scope='session')
+def one_error_line(explain):
+    """The one ``error:`` line a tool's failed run printed (and nothing else)."""
+    def check(proc):
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, explain(proc)
+        assert len(lines) == 1 and lines[0].startswith('error: '), explain(proc)
+        return lines[0]
+    return check
 
 
-def test_test_tool_refuses_a_checkpoint_that_does_not_fit(det_run, tmp_path):
+def test_test_tool_refuses_a_checkpoint_that_does_not_fit(det_run, tmp_path, run_tool,
+                                                          one_error_line):
     """A bare backbone file used to evaluate a random detector (bbox_mAP 0.0, exit 0)."""
     from regnet_backbone import RegNetBackbone
     config, _, _ = det_run
     bare = tmp_path / 'backbone.pth'
     torch.save(RegNetBackbone('regnetx_400mf').state_dict(), bare)
     proc = run_tool(TEST, config, bare, '--work-dir', tmp_path / 'test')
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert 'does not fit the model' in line and 'missing' in line and 'unexpected' in line
     assert 'bare RegNet backbone' in line and 'regnetx_400mf' in line
     assert 'bbox_mAP' not in proc.stdout
 
 
-def test_resume_refuses_another_models_checkpoint(det_run, tmp_path):
+def test_resume_refuses_another_models_checkpoint(det_run, tmp_path, run_tool, one_error_line):
     config, work_dir, _ = det_run
     state = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
     weights = state['state_dict']
@@ -396,41 +391,42 @@ def test_resume_refuses_another_models_checkpoint(det_run, tmp_path):
     resumed = tmp_path / 'resumed'
     proc = run_tool(TRAIN, config, '--work-dir', resumed, '--resume', other,
                     '--cfg-options', 'train_cfg.max_iters=3')
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert 'does not fit the model' in line and 'missing (neck.' in line
     assert '1 of the wrong shape (roi_head.bbox_head.fc_cls.weight [6, 64] != [4, 64])' in line
     assert not list(resumed.glob('*.pth'))
     bare = tmp_path / 'weights_only.pth'
     torch.save(weights, bare)
-    line = _one_error_line(run_tool(TRAIN, config, '--work-dir', resumed, '--resume', bare))
+    line = one_error_line(run_tool(TRAIN, config, '--work-dir', resumed, '--resume', bare))
     assert 'not a training checkpoint' in line and 'load_from=' in line
 
 
-def test_one_line_for_misspelled_arch_and_missing_pretrained(det_run, tmp_path):
+def test_one_line_for_misspelled_arch_and_missing_pretrained(det_run, tmp_path, run_tool,
+                                                             one_error_line):
     config, _, _ = det_run
-    line = _one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'a', '--cfg-options',
+    line = one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'a', '--cfg-options',
                                     'model.backbone.arch=regnetx_3.2gg'))
     assert "unknown RegNet arch 'regnetx_3.2gg'" in line
     pretrained = tmp_path / 'pretrained.py'
     pretrained.write_text(f'_base_ = {str(config)!r}\nmodel = dict(backbone=dict(init_cfg=dict('
                           f"_delete_=True, type='Pretrained', "
                           f"checkpoint='checkpoints/regnetx_400mf_rgb.pth')))\n")
-    line = _one_error_line(run_tool(TRAIN, pretrained, '--work-dir', tmp_path / 'b', cwd=tmp_path))
+    line = one_error_line(run_tool(TRAIN, pretrained, '--work-dir', tmp_path / 'b', cwd=tmp_path))
     assert 'checkpoints/regnetx_400mf_rgb.pth' in line and 'not found' in line
     assert 'tools/convert_pretrained.py' in line and 'docs/pretrained.md' in line
     assert not (tmp_path / 'b').exists()
 
 
-def test_second_run_into_a_locked_work_dir_is_refused(det_run, tmp_path):
+def test_second_run_into_a_locked_work_dir_is_refused(det_run, tmp_path, run_tool, one_error_line):
     from regnet_backbone.runtime.engine import WorkDirLock
     config, _, _ = det_run
     with WorkDirLock(str(tmp_path / 'work'), 'first run'):
-        line = _one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'work'))
+        line = one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'work'))
     assert f'PID {os.getpid()}' in line and 'in use by another training run' in line
     assert os.listdir(tmp_path / 'work') == []  # the first run's lock is gone, nothing else
 
 
-def test_arch_override_trains_and_takes_over_a_stale_lock(det_run, tmp_path):
+def test_arch_override_trains_and_takes_over_a_stale_lock(det_run, tmp_path, run_tool, explain):
     """`model.backbone.arch=X` on a config whose FPN expects another arch trains: in_channels
     follow the backbone. The work dir holds the lock file of a killed run, which is taken over."""
     config, _, _ = det_run
@@ -442,20 +438,19 @@ def test_arch_override_trains_and_takes_over_a_stale_lock(det_run, tmp_path):
     proc = run_tool(TRAIN, config, '--work-dir', work, '--cfg-options',
                     'model.backbone.arch=regnetx_200mf', 'train_cfg.max_iters=1',
                     'default_hooks.checkpoint.interval=1')
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'model.neck.in_channels: [32, 64, 160, 384] -> [24, 56, 152, 368]' in log
     assert f'took over the stale lock {work / "train.lock"} of PID {dead.pid}' in log
     assert (work / 'iter_1.pth').is_file() and not (work / 'train.lock').exists()
 
 
-def test_ctrl_c_ends_training_with_one_line_naming_the_checkpoint(det_run, tmp_path):
+def test_ctrl_c_ends_training_with_one_line_naming_the_checkpoint(det_run, tmp_path, tool_env):
     import signal
     import time
     config, _, _ = det_run
     work = tmp_path / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='2')
-    env.pop('REGNET_DEBUG', None)
+    env = tool_env()
     with open(tmp_path / 'out.txt', 'w') as out_file, open(tmp_path / 'err.txt', 'w') as err_file:
         proc = subprocess.Popen(  # files, not pipes: a full pipe would stall the training
             [sys.executable, TRAIN, str(config), '--work-dir', str(work), '--cfg-options',
@@ -513,7 +508,8 @@ model = dict(backbone=dict(_delete_=True, type='RegNet', arch='regnetx_400mf', n
 """
 
 
-def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_path):
+def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_path, run_tool,
+                                                                 explain, one_error_line):
     """mmdet's names (backbone.conv1, backbone.layer1.0.bn1, ...) are translated on load: our
     detector predicts exactly what mmdet's RegNet detector predicts from the same file."""
     from mmdet.registry import MODELS
@@ -536,7 +532,7 @@ def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_pa
     for name, cfg in (('mmdet', twin), ('ours', ours)):
         out = tmp_path / f'{name}.pkl'
         proc = run_tool(TEST, cfg, checkpoint, '--work-dir', tmp_path / name, '--out', out)
-        assert proc.returncode == 0, _explain(proc)
+        assert proc.returncode == 0, explain(proc)
         with open(out, 'rb') as f:
             predictions[name] = pickle.load(f)
     assert 'renamed from mmdet' in proc.stdout + proc.stderr
@@ -549,7 +545,7 @@ def test_test_tool_evaluates_an_mmdet_regnet_detector_checkpoint(det_run, tmp_pa
     rgb_feed = tmp_path / 'ours_rgb_feed.py'
     rgb_feed.write_text(f'_base_ = {str(config)!r}\nmodel = dict(backbone=dict('
                         'in_channel_order=None))\n')
-    line = _one_error_line(run_tool(TEST, rgb_feed, checkpoint, '--work-dir', tmp_path / 'x'))
+    line = one_error_line(run_tool(TEST, rgb_feed, checkpoint, '--work-dir', tmp_path / 'x'))
     assert 'expects BGR' in line and 'feeds RGB' in line and "in_channel_order='RGB'" in line
 
 

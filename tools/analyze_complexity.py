@@ -13,10 +13,7 @@ bot_mul), the inverse of the paper's b = w / w_b: the paper's b = 4 is bottlenec
 """
 import argparse
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.design.summary import all_presets, describe, markdown_table  # noqa: E402
 

@@ -9,13 +9,11 @@ window, and of a sampler giving up on an unreachable window after ``--max-draws`
 figures belong here, not in the tests: the tests check what the functions compute.
 """
 import argparse
-import os
 import random
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.design.fit import fit_regnet  # noqa: E402
 from regnet_backbone.design.sampling import SPACES, SamplingError, sample  # noqa: E402

@@ -25,11 +25,8 @@ refused. Errors are one ``error:`` line (``--debug`` or ``REGNET_DEBUG=1`` for t
 tensors holding NaN or Inf are reported on a ``warning:`` line.
 """
 import argparse
-import os
 import sys
 
-# This checkout's library first, even where the shared venv has another checkout installed.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.checkpoints import (LAYOUTS, OURS, SOURCE_FORMATS,  # noqa: E402
                                          CheckpointError, convert_file, convert_model_file)

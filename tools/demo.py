@@ -27,8 +27,6 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# This checkout's library first, even where the shared venv has another checkout installed.
-sys.path.insert(0, ROOT)
 
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_regnetx_400mf_fpn_synthetic.py')
 SEG_CONFIG = osp.join(ROOT, 'configs', 'demo', 'upernet_regnetx_400mf_synthetic.py')

@@ -19,7 +19,6 @@ paper's b = w / w_b: the paper's b in {1, 2, 4} is bottleneck_ratio in {1, 0.5, 
 """
 import argparse
 import json
-import os
 import sys
 import textwrap
 import warnings
@@ -27,7 +26,6 @@ import warnings
 # mmengine imports pkg_resources (setuptools < 82); keep its deprecation notice off the terminal.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.atomic import replace_bytes, replace_file  # noqa: E402
 from regnet_backbone.design import fit as fit_lib  # noqa: E402

@@ -16,8 +16,6 @@ import warnings
 
 # mmengine imports pkg_resources, which warns on stderr at every start; errors stay one line.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-# This checkout's library first, even where the shared venv has another checkout installed.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from regnet_backbone.checkpoints import CheckpointError  # noqa: E402
 from regnet_backbone.deploy import (DEFAULT_OPSET, DeployError, build_backbone,  # noqa: E402

@@ -26,7 +26,6 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, 'tools')
-sys.path.insert(0, ROOT)
 sys.path.append(TOOLS)  # last: tools/ never shadows another module
 
 import torch  # noqa: E402  (the one package the machine must have)

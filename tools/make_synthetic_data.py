@@ -8,11 +8,8 @@ OUT_DIR must be new, empty, or a folder this generator wrote before (it carries 
 ``.regnet-synthetic``); any other folder is refused with one ``error:`` line and left untouched.
 """
 import argparse
-import os.path as osp
 import sys
 
-# This checkout's library first, even where the shared venv has another checkout installed.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from regnet_backbone.demo.classification import make_synthetic_classification  # noqa: E402
 from regnet_backbone.demo.synthetic import SyntheticDataError, make_synthetic_coco  # noqa: E402

@@ -28,10 +28,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# This checkout's library first, even where the shared venv has another checkout installed.
-sys.path.insert(0, ROOT)
 
-TRAIN_TOOL = osp.join(ROOT, 'tools', 'train.py')
 DEMO_SPACES = ('regnetx', 'anynetx_a')
 DEMO_FLOPS = (100e6, 200e6)  # at 224x224 with the 1000-class head (pycls's convention)
 # `tools/study.py demo --task ...`: the recipe, its data, trials per space and RegNetX reruns.
@@ -240,7 +237,7 @@ def describe_init(s) -> str:
 def _run(work_dirs, **kwargs):
     from regnet_backbone.runtime import study
     start = time.time()
-    for event in study.run(work_dirs, train_tool=TRAIN_TOOL, **kwargs):
+    for event in study.run(work_dirs, **kwargs):
         print_progress(event)
     return time.time() - start
 

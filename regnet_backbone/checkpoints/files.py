@@ -17,6 +17,7 @@ from .convert import (FORMAT_VERSION, STEM_WEIGHT, ConvertedCheckpoint, channel_
 from .errors import ArchitectureMismatchError, CheckpointError, OutputExistsError
 from .formats import OURS, get_layout
 from .io import file_sha256, nonfinite_tensors, read_checkpoint, write_atomic
+from .remote import fetch
 
 
 def classifier_accuracy(obj: Any) -> Optional[dict]:
@@ -158,6 +159,7 @@ def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Opt
     if to != OURS and output_path.endswith('.safetensors') and layout.wrapper:
         raise CheckpointError(f'{to} files are pickles ({layout.wrapper!r} wrapper); use '
                               f'a .pth output path.')
+    input_path = fetch(input_path)  # a model-zoo name or URL: its file in torch.hub's cache
     obj = read_checkpoint(input_path)
     accuracy = classifier_accuracy(obj)
     converted = convert(obj, src=src, channel_order=channel_order)

@@ -1,10 +1,14 @@
 """Safe reading and atomic writing of checkpoint files.
 
-Pickles are only ever opened with ``torch.load(weights_only=True)``: a file whose pickle would
-import or call anything beyond tensors, plain containers and what mmengine's Runner stores next
-to the weights (:func:`runner_checkpoint_globals`) is refused, not executed. ``.safetensors``
-files are read with safetensors (no pickle at all).
+Pickles are only ever read weights-only: a file whose pickle would import or call anything
+beyond tensors, plain containers and what mmengine's Runner stores next to the weights
+(:func:`runner_checkpoint_globals`) is refused, not executed. torch >= 2.5 does this with
+``torch.load(weights_only=True)`` and ``safe_globals``; older torch (2.1 to 2.4) with an
+unpickler that allows torch's own weights-only globals plus the same list. ``.safetensors`` files
+are read with safetensors (no pickle at all).
 """
+import _compat_pickle
+import collections
 import contextlib
 import errno
 import hashlib
@@ -12,15 +16,17 @@ import json
 import os
 import pickle
 import struct
+import types
 import warnings
 import zipfile
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..atomic import NotARegularFileError, replace_file
 from .errors import (CheckpointError, CheckpointNotFoundError, CheckpointReadError,
                      OutputExistsError, UnsafeCheckpointError)
+from .remote import fetch
 
 #: The safetensors metadata entry that holds our ``meta`` dict as JSON.
 SAFETENSORS_META_KEY = 'regnet_backbone.meta'
@@ -46,10 +52,6 @@ def _is_safetensors(path: str) -> bool:
 
 
 def _check_readable(path: str) -> None:
-    if '://' in path and not os.path.exists(path):
-        raise CheckpointNotFoundError(
-            f'{path} is a URL or model-zoo name; only local files are read, so download it and '
-            f'pass the file (see docs/pretrained.md).')
     if not os.path.exists(path):
         raise CheckpointNotFoundError(f'{path}: no such file; check the path.')
     if os.path.isdir(path):
@@ -126,6 +128,11 @@ def runner_checkpoint_globals() -> list:
     return entries
 
 
+def _torch_has_safe_globals() -> bool:
+    """torch >= 2.5: ``weights_only=True`` accepts an allow-list for the block."""
+    return hasattr(torch.serialization, 'safe_globals')
+
+
 @contextlib.contextmanager
 def _runner_globals():
     """Allow :func:`runner_checkpoint_globals` for the block; entries that were allowed already
@@ -134,6 +141,57 @@ def _runner_globals():
     extra = [e for e in runner_checkpoint_globals() if e not in present]
     with torch.serialization.safe_globals(extra):
         yield
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """The weights-only rule for a torch without ``safe_globals`` (2.1 to 2.4): a pickle may
+    name only the weights-only globals of torch (2.14's list) and
+    :func:`runner_checkpoint_globals`; any other global is refused before it is
+    imported or called (the "restricting globals" recipe of the pickle documentation)."""
+
+    allowed: Dict[str, Any] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 (torch.save's) writes Python 2 names, e.g. __builtin__.getattr; the
+        # unpickler this replaces maps them back.
+        module, name = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        found = self.allowed.get(f'{module}.{name}')
+        if found is None:
+            raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {module}.{name} was not '
+                                         f'an allowed global')
+        return found
+
+
+def _allow_list() -> Dict[str, Any]:
+    import _codecs
+    from torch._weights_only_unpickler import _get_allowed_globals  # torch's own list
+    allowed = dict(_get_allowed_globals())
+    # What later torch releases added to that list (as of 2.14): data types, no code.
+    allowed.update({'_codecs.encode': _codecs.encode, 'builtins.set': set,
+                    'builtins.bytearray': bytearray, 'builtins.complex': complex,
+                    'collections.Counter': collections.Counter})
+    for entry in runner_checkpoint_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, None)
+        allowed[name or f'{obj.__module__}.{obj.__name__}'] = obj
+    return allowed
+
+
+def _allow_list_pickle_module():
+    """A ``pickle_module`` for ``torch.load`` whose unpickler follows :class:`_AllowListUnpickler`."""
+    unpickler = type('Unpickler', (_AllowListUnpickler, ), {'allowed': _allow_list()})
+    return types.SimpleNamespace(__name__='regnet_backbone_allow_list', Unpickler=unpickler,
+                                 load=lambda f, **kwargs: unpickler(f, **kwargs).load())
+
+
+def _load_kwargs() -> Tuple[contextlib.AbstractContextManager, dict]:
+    """How this torch reads a pickle weights-only: its own unpickler with the Runner allow-list
+    where it has ``safe_globals``, else :class:`_AllowListUnpickler`. Decided before the file is
+    opened, so that a missing API is never taken for a bad file."""
+    if _torch_has_safe_globals():
+        return _runner_globals(), dict(weights_only=True)
+    return contextlib.nullcontext(), dict(weights_only=False,
+                                          pickle_module=_allow_list_pickle_module())
 
 
 def _unsafe_reason(error: Exception) -> Optional[str]:
@@ -167,34 +225,37 @@ def _looks_like_torch_file(path: str) -> bool:
                                    and head[1] in _PICKLE_PROTOCOLS)
 
 
+def _not_a_checkpoint(path: str) -> CheckpointReadError:
+    return CheckpointReadError(
+        f'{path} is not a checkpoint (its bytes are not a PyTorch pickle): another kind of '
+        f'file, or a corrupted download; pass a .pth/.pyth/.safetensors checkpoint.')
+
+
 def _read_pickle(path: str) -> Any:
-    if not _looks_like_torch_file(path):  # decided by the header, not by how unpickling fails
-        raise CheckpointReadError(
-            f'{path} is not a checkpoint (its bytes are not a PyTorch pickle): another kind of '
-            f'file, or a corrupted download; pass a .pth/.pyth/.safetensors checkpoint.')
+    if not _looks_like_torch_file(path):  # decided by the header, not by how unpickling happens
+        raise _not_a_checkpoint(path)
+    allow, kwargs = _load_kwargs()
+    # mmap keeps a large zip checkpoint out of memory until its tensors are used.
+    kwargs.update(map_location='cpu', mmap=zipfile.is_zipfile(path))
+    # Only torch.load is inside the try: what it raises for a bad file is reported as such.
     try:
         with warnings.catch_warnings():  # e.g. about the pickle protocol: the library is quiet
             warnings.simplefilter('ignore')
-            with _runner_globals():
-                # mmap keeps a large zip checkpoint out of memory until its tensors are used.
-                return torch.load(path, map_location='cpu', weights_only=True,
-                                  mmap=zipfile.is_zipfile(path))
+            with allow:
+                return torch.load(path, **kwargs)
     except pickle.UnpicklingError as error:
-        if 'Weights only load failed' in str(error) or 'refusing getattr' in str(error):
-            reason = _unsafe_reason(error)
-            if reason is None:
-                raise CheckpointReadError(
-                    f'{path} is not a checkpoint (its bytes are not a PyTorch pickle): another '
-                    f'kind of file, or a corrupted download; pass a .pth/.pyth/.safetensors '
-                    f'checkpoint.') from None
+        reason = _unsafe_reason(error)
+        if reason is not None:
             raise UnsafeCheckpointError(
                 f'{path}: refused to unpickle it because it is not weights-only '
                 f'({reason}); loading it could run code, so if you trust the file '
                 f're-save just its state dict with torch.save.') from None
+        if 'Weights only load failed' in str(error):
+            raise _not_a_checkpoint(path) from None
         raise CheckpointReadError(f'{path} is not a readable checkpoint ({error}); it may be '
                                   f'truncated or corrupted, so download it again.') from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, TypeError, AttributeError,
-            IndexError, zipfile.BadZipFile, UnicodeDecodeError, struct.error) as error:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, TypeError, IndexError,
+            zipfile.BadZipFile, UnicodeDecodeError, struct.error) as error:
         text = str(error).strip()
         if isinstance(error, (KeyError, IndexError, UnicodeDecodeError, struct.error)) or not text:
             detail = 'its bytes are not a PyTorch checkpoint'
@@ -207,12 +268,28 @@ def _read_pickle(path: str) -> Any:
 
 
 def read_checkpoint(path: str) -> Any:
-    """Load a ``.pth/.pt/.pyth/.bin/.ckpt`` (weights-only pickle) or ``.safetensors`` file.
+    """Load a ``.pth/.pt/.pyth/.bin/.ckpt`` (weights-only pickle) or ``.safetensors`` file, or a
+    model-zoo name or URL (``open-mmlab://``, ``torchvision://``, ``https://``...: downloaded once
+    into torch.hub's cache by :func:`.remote.fetch`, then read the same way).
 
     Returns whatever the file holds (usually a dict); the tensors are on the CPU.
     Raises ``CheckpointNotFoundError``, ``CheckpointReadError`` or ``UnsafeCheckpointError``.
     """
-    path = os.fspath(path)
+    name = os.fspath(path)
+    path = fetch(name)
+    if path == name:
+        return _read_local(path)
+    try:
+        return _read_local(path)
+    except CheckpointReadError as error:
+        # A download cut short without a hash in its name is cached as if complete: drop it,
+        # so that the next run downloads it again.
+        os.remove(path)
+        raise CheckpointReadError(f'{error} (downloaded from {name}; the cached copy was '
+                                  f'removed, so the next run downloads it again)') from None
+
+
+def _read_local(path: str) -> Any:
     _check_readable(path)
     if os.path.getsize(path) == 0:
         raise CheckpointReadError(f'{path} is empty; download or convert it again.')

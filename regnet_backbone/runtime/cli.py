@@ -21,6 +21,22 @@ DEBUG_ENV = 'REGNET_DEBUG'
 INTERRUPTED_STATUS = 130
 
 
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """What the train and test commands share: ``--launcher``, ``--local-rank`` (passed by
+    torch.distributed.launch; torchrun sets ``LOCAL_RANK`` instead) and ``--debug``."""
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_flag(parser)
+
+
+def parse_run_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, and export ``--local-rank`` as ``LOCAL_RANK`` for mmengine."""
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """``--debug``: full tracebacks instead of one-line errors."""
     parser.add_argument('--debug', action='store_true',

@@ -32,7 +32,7 @@ from .errors import (CheckpointNotFoundError, CheckpointRefusedError, ConfigErro
 from .hooks.atomic_checkpoint import (ATOMIC_BACKEND, ATOMIC_CHECKPOINT_HOOK,  # noqa: F401
                                       LAST_CHECKPOINT, AtomicCheckpointHook,
                                       AtomicLocalBackend, last_complete_checkpoint,
-                                      register_atomic_checkpoints, use_atomic_checkpoints)
+                                      use_atomic_checkpoints)
 from .interrupt import sigint_deferred  # noqa: F401
 from .loading import (allow_runner_checkpoints, check_checkpoint_fits,  # noqa: F401
                       check_loads, check_pretrained, check_pretrained_exists, resume_checkpoint)
@@ -44,7 +44,6 @@ def build_runner(cfg):
     from mmengine.registry import RUNNERS
 
     from .runner import RegNetRunner
-    register_atomic_checkpoints()  # configs dumped by a training run name AtomicCheckpointHook
     if codebase_of(cfg) == 'mmdet':
         from mmdet.utils import setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()

@@ -15,7 +15,7 @@ import logging
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from ..checkpoints.errors import CheckpointError, CheckpointNotFoundError
 from .errors import CheckpointRefusedError
@@ -31,10 +31,7 @@ class RegNetRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]):  # noqa: B006 (mmengine's)
-        if '://' in str(filename):  # URLs and other backends: mmengine reads them
-            checkpoint = _load_checkpoint(filename, map_location=map_location)
-        else:
-            checkpoint = read_model_checkpoint(filename)
+        checkpoint = read_model_checkpoint(filename)  # local files, zoo names and URLs
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -109,15 +109,6 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.rmtree(path)
 
 
-def register_atomic_checkpoints() -> None:
-    """Register :class:`AtomicLocalBackend` (``'atomic_local'``) in mmengine's file backends and
-    :class:`AtomicCheckpointHook` in mmengine's root ``HOOKS`` (which mmdet's and mmseg's
-    registries fall back to). Idempotent."""
-    register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
-    if HOOKS.get(ATOMIC_CHECKPOINT_HOOK) is None:
-        HOOKS.register_module(name=ATOMIC_CHECKPOINT_HOOK, module=AtomicCheckpointHook)
-
-
 #: The mmengine releases whose ``CheckpointHook._save_checkpoint_with_step`` (a private method,
 #: which :class:`AtomicCheckpointHook` replaces) this hook was written against and tested with.
 TESTED_MMENGINE = ('0.10.', )
@@ -151,7 +142,6 @@ def use_atomic_checkpoints(cfg) -> None:
                   f'CheckpointHook (checkpoints are not crash-safe)', logger='current',
                   level=logging.WARNING)
         return
-    register_atomic_checkpoints()
     hook = (cfg.get('default_hooks') or {}).get('checkpoint')
     if hook and hook.get('type') in ('CheckpointHook', CheckpointHook):
         hook['type'] = ATOMIC_CHECKPOINT_HOOK

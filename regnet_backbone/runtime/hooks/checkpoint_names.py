@@ -40,6 +40,13 @@ class RegNetCheckpointHook(Hook):
     """
     priority = 'VERY_HIGH'
 
+    def before_run(self, runner) -> None:
+        """Runner checkpoints load where mmengine's own ``torch.load`` reads them (``--resume``,
+        ``load_from``, the stock ``tools/test.py``): on torch >= 2.6 its weights-only default
+        needs the allow-list of what the Runner saves. mmengine calls this before it loads."""
+        from ..loading import allow_runner_checkpoints  # here: loading imports the hooks
+        allow_runner_checkpoints()
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         backbones = regnet_backbones(runner.model)
         if not backbones or not isinstance(checkpoint, dict):

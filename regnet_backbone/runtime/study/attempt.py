@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..logs import metric_values, read_scalars, tail
 from .layout import (LAST_CHECKPOINT, STAGES_FILE, _has_checkpoint, _last_checkpoint,
-                     _pretrain_result, _read_json, _write_json)
+                     _pretrain_result, _read_json, _write_json, train_command)
 
 
 @dataclass
@@ -131,7 +131,7 @@ def _train_stage(attempt: Attempt, config: str, work_dir: str, metric: Optional[
     rank = _job_rank()  # > 0: another task of a multi-GPU SLURM job
     out, err = output_files(attempt, config, rank)
     resumed = _has_checkpoint(work_dir)
-    cmd = [attempt.python, attempt.train_tool] + train_argv(config, work_dir, attempt.launcher,
+    cmd = train_command(attempt.python, attempt.train_tool) + train_argv(config, work_dir, attempt.launcher,
                                                             resumed)
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     env.setdefault('PYTHONWARNINGS', 'ignore')

@@ -92,7 +92,7 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
         threads: ``OMP_NUM_THREADS`` per trial (default for ``local``: the CPU count divided
             by ``jobs``).
         slurm: what each SLURM job asks for.
-        train_tool: the ``tools/train.py`` to run.
+        train_tool: what trains a trial: a module (``python -m``) or a ``.py`` script.
 
     Finished trials are skipped; a trial that failed all its ``1 + retries`` attempts is
     recorded as failed (``status.json``) and the study goes on.
@@ -104,8 +104,10 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
         raise StudyError(f'--executor must be one of {", ".join(EXECUTORS)}, got {executor!r}')
     if jobs < 1 or retries < 0:
         raise StudyError(f'--jobs must be >= 1 and --retries >= 0, got {jobs} and {retries}')
-    if not osp.isfile(train_tool):
-        raise StudyError(f'{train_tool} not found: run studies from a checkout of this project')
+    if train_tool.endswith('.py'):
+        if not osp.isfile(train_tool):
+            raise StudyError(f'{train_tool} not found; pass an existing train script.')
+        train_tool = osp.abspath(train_tool)
     slurm = slurm or SlurmOptions()
     if executor in ('local', 'workers') and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -117,7 +119,7 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
             locks.append(_lock(w))
         launcher = 'slurm' if executor == 'slurm' and slurm.gpus_per_trial > 1 else 'none'
         todo, skipped = _attempts(studies, retry_failed, dict(
-            train_tool=osp.abspath(train_tool), python=python, launcher=launcher,
+            train_tool=train_tool, python=python, launcher=launcher,
             threads=threads, cwd=os.getcwd()))
         yield from _train(studies, todo, skipped, jobs, retries, executor, slurm, threads,
                           poll_s or POLL_S.get(executor, 1.0))

@@ -24,7 +24,7 @@ Everything here reads or writes these files; nothing imports torch or mmengine.
 """
 import json
 import os.path as osp
-from typing import Optional
+from typing import List, Optional
 
 from ...atomic import replace_bytes
 from ..errors import ToolError
@@ -44,10 +44,14 @@ STAGES = ('pretrain', 'convert', 'finetune')
 FORMAT_VERSION = 1
 #: Settings a study.json written before they existed is read with.
 SETTING_DEFAULTS = dict(init='recipe', pretrain_config=None, pretrain_cfg_options={}, repeats=0)
-#: ``tools/train.py`` of the checkout this package lives in (absent from a wheel install).
-DEFAULT_TRAIN_TOOL = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))), 'tools',
-    'train.py')
+#: What trains a trial: a module run with ``python -m`` (the package's own train CLI, so an
+#: installed package runs studies without a checkout), or a ``.py`` file.
+DEFAULT_TRAIN_TOOL = 'regnet_backbone.runtime.train'
+
+
+def train_command(python: str, train_tool: str) -> List[str]:
+    """The command line that runs :data:`DEFAULT_TRAIN_TOOL`-like ``train_tool``."""
+    return [python, train_tool] if train_tool.endswith('.py') else [python, '-m', train_tool]
 
 
 class StudyError(ToolError):

@@ -32,6 +32,7 @@ on stdout.
 """
 import contextlib
 import gc
+import importlib
 import importlib.util
 import json
 import os
@@ -286,14 +287,17 @@ def _forget_instances(before: Dict[type, set]) -> None:
 _TOOLS: Dict[str, object] = {}
 
 
-def _train_tool(path: str):
-    """``tools/train.py`` as a module, imported once per worker."""
-    if path not in _TOOLS:
-        spec = importlib.util.spec_from_file_location(f'_regnet_train_{len(_TOOLS)}', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _TOOLS[path] = module
-    return _TOOLS[path]
+def _train_tool(tool: str):
+    """The train CLI (a module name or a ``.py`` file) as a module, imported once per worker."""
+    if tool not in _TOOLS:
+        if not tool.endswith('.py'):
+            _TOOLS[tool] = importlib.import_module(tool)
+        else:
+            spec = importlib.util.spec_from_file_location(f'_regnet_train_{len(_TOOLS)}', tool)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _TOOLS[tool] = module
+    return _TOOLS[tool]
 
 
 def run_request(request: dict) -> dict:
