@@ -5,7 +5,8 @@ from typing import Dict, List
 
 from ..runtime.config import PARTIAL_LOAD, _registries, codebase_of
 from ..runtime.errors import CheckpointNotFoundError
-from ..runtime.loading import allow_runner_checkpoints, check_state_fits, read_model_checkpoint
+from ..checkpoints.io import allow_runner_checkpoints
+from ..runtime.loading import check_state_fits, read_model_checkpoint
 
 
 def load_for_inference(cfg, checkpoint: str):

@@ -128,6 +128,17 @@ def runner_checkpoint_globals() -> list:
     return entries
 
 
+def allow_runner_checkpoints() -> None:
+    """Allow-list :func:`runner_checkpoint_globals` for ``torch.load(weights_only=True)``.
+
+    mmengine 0.10 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means the
+    safe unpickler, which refuses ``HistoryBuffer`` and friends, so ``--resume`` and ``load_from``
+    of the Runner's own checkpoints fail. Safe loading stays on; only these objects are added.
+    """
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(runner_checkpoint_globals())
+
+
 def _torch_has_safe_globals() -> bool:
     """torch >= 2.5: ``weights_only=True`` accepts an allow-list for the block."""
     return hasattr(torch.serialization, 'safe_globals')
@@ -136,7 +147,7 @@ def _torch_has_safe_globals() -> bool:
 @contextlib.contextmanager
 def _runner_globals():
     """Allow :func:`runner_checkpoint_globals` for the block; entries that were allowed already
-    (``allow_runner_checkpoints`` in the engine) stay allowed afterwards."""
+    (:func:`allow_runner_checkpoints`) stay allowed afterwards."""
     present = set(torch.serialization.get_safe_globals())
     extra = [e for e in runner_checkpoint_globals() if e not in present]
     with torch.serialization.safe_globals(extra):

@@ -34,7 +34,8 @@ from .hooks.atomic_checkpoint import (ATOMIC_BACKEND, ATOMIC_CHECKPOINT_HOOK,  #
                                       AtomicLocalBackend, last_complete_checkpoint,
                                       use_atomic_checkpoints)
 from .interrupt import sigint_deferred  # noqa: F401
-from .loading import (allow_runner_checkpoints, check_checkpoint_fits,  # noqa: F401
+from ..checkpoints.io import allow_runner_checkpoints
+from .loading import (check_checkpoint_fits,  # noqa: F401
                       check_loads, check_pretrained, check_pretrained_exists, resume_checkpoint)
 from .lock import LOCK_FILE, WorkDirLock, work_dir_lock  # noqa: F401
 

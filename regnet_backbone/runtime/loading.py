@@ -221,15 +221,3 @@ def check_loads(cfg) -> None:
         return
     for line in check_checkpoint_fits(cfg, path, resume=resume):
         _log(line, level=logging.WARNING)
-
-
-def allow_runner_checkpoints() -> None:
-    """Allow-list :func:`runner_checkpoint_globals` for ``torch.load(weights_only=True)``.
-
-    mmengine 0.10 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means the
-    safe unpickler, which refuses ``HistoryBuffer`` and friends, so ``--resume`` and ``load_from``
-    of the Runner's own checkpoints fail. Safe loading stays on; only these objects are added.
-    """
-    import torch
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(runner_checkpoint_globals())

@@ -16,6 +16,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ...checkpoints import translate_model_state_dict
+from ...checkpoints.io import allow_runner_checkpoints
 from ...checkpoints.model import trained_channel_order
 from ...models import RegNetBackbone
 
@@ -44,7 +45,6 @@ class RegNetCheckpointHook(Hook):
         """Runner checkpoints load where mmengine's own ``torch.load`` reads them (``--resume``,
         ``load_from``, the stock ``tools/test.py``): on torch >= 2.6 its weights-only default
         needs the allow-list of what the Runner saves. mmengine calls this before it loads."""
-        from ..loading import allow_runner_checkpoints  # here: loading imports the hooks
         allow_runner_checkpoints()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
