@@ -10,7 +10,12 @@ The package is layered; nothing imports from a layer above it:
 * :mod:`regnet_backbone.design`: the design-space math (pure Python, no torch).
 * :mod:`regnet_backbone.models`: the torch modules.
 * :mod:`regnet_backbone.checkpoints`: pretrained-checkpoint formats and conversion.
-* :mod:`regnet_backbone.runtime`: OpenMMLab glue (registration, the Runner engine, studies).
+* :mod:`regnet_backbone.runtime`: OpenMMLab glue (the Runner, hooks, configs, the train and test commands).
+* :mod:`regnet_backbone.apis`, :mod:`regnet_backbone.deploy`: inference and ONNX export.
+
+Above the plugin, and never imported by it:
+
+* :mod:`regnet_backbone.study`: design-space studies on a real recipe (``tools/study.py``).
 * :mod:`regnet_backbone.demo`: the synthetic data and pictures of ``make demo``.
 """
 from . import checkpoints  # noqa: F401  (registers RegNetPretrained)

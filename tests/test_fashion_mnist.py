@@ -12,7 +12,7 @@
   padded with zeros at the bottom and right to 32x32, its normalisation is the training set's own
   mean / std, the backbone's last map is 2x2 (32 / 2 (stem) / 1 / 2 / 2 / 2), and two trials of a
   study on a slice of the real files train a few iterations one after the other in one
-  long-lived worker (regnet_backbone.runtime.study.workers), each logging a top-1 accuracy.
+  long-lived worker (regnet_backbone.study.workers), each logging a top-1 accuracy.
 """
 import os
 import os.path as osp
@@ -173,10 +173,10 @@ def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
 
 
 def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
-    from regnet_backbone.runtime import study
-    from regnet_backbone.runtime.study.attempt import Attempt
-    from regnet_backbone.runtime.study.layout import trial_dir
-    from regnet_backbone.runtime.study.workers import WorkerBackend
+    from regnet_backbone import study
+    from regnet_backbone.study.attempt import Attempt
+    from regnet_backbone.study.layout import trial_dir
+    from regnet_backbone.study.workers import WorkerBackend
     # A slice: 3 steps of 16 of the first 128 training images, tested on the first 64.
     options = {'train_cfg.max_iters': 3, 'train_dataloader.batch_size': 16,
                'train_dataloader.dataset.indices': 128, 'val_dataloader.dataset.indices': 64,

@@ -9,8 +9,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / 'regnet_backbone'
 
 #: Bottom to top. A module may import from its own layer and the ones before it.
-LAYERS = ('errors', 'atomic', 'design', 'models', 'checkpoints', 'runtime', 'apis', 'demo', 'deploy',
-          'benchmark')
+LAYERS = ('errors', 'atomic', 'design', 'models', 'checkpoints', 'runtime', 'apis', 'deploy',
+          'study', 'demo', 'benchmark')
+#: What users install into their environment for ``type='RegNetBackbone'``: the design math, the
+#: modules, the checkpoint formats and the OpenMMLab glue. The rest (design-space studies, the
+#: demo, the benchmarks) is built on top of it and never imported by it.
+PLUGIN = LAYERS[:LAYERS.index('study')]
 
 
 def module_name(path: Path) -> str:
@@ -60,6 +64,13 @@ def test_no_module_imports_from_a_layer_above_it():
     upward = sorted(f'{src} -> {dst}' for src, targets in GRAPH.items() for dst in targets
                     if layer(dst) > layer(src))
     assert not upward, upward
+
+
+def test_the_plugin_never_imports_the_study_the_demo_or_the_benchmarks():
+    plugin = [n for n in GRAPH if n == 'regnet_backbone' or n.split('.')[1] in PLUGIN]
+    outside = sorted(f'{src} -> {dst}' for src in plugin for dst in GRAPH[src]
+                     if '.' in dst and dst.split('.')[1] not in PLUGIN)
+    assert not outside, outside
 
 
 def test_no_import_cycles():

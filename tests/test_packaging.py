@@ -120,7 +120,7 @@ def test_the_wheel_ships_configs_and_tools_and_they_run_outside_the_checkout(ins
 
 
 def test_the_train_command_of_studies_is_in_the_package(installed):
-    from regnet_backbone.runtime.study.layout import DEFAULT_TRAIN_TOOL
+    from regnet_backbone.study.layout import DEFAULT_TRAIN_TOOL
     python, _, work = installed
     out = _run([python, '-m', DEFAULT_TRAIN_TOOL, '--help'], cwd=work,
                env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})

@@ -278,7 +278,7 @@ def test_study_setup_on_the_short_imagenet_schedule(tmp_path):
 
     from regnet_backbone.design.presets import resolve_arch
     from regnet_backbone.design.results import metric_to_error
-    from regnet_backbone.runtime.study import setup
+    from regnet_backbone.study import setup
     study = setup(osp.join(ROOT, 'configs', 'regnetx_400mf_1xb128-10e_in1k.py'),
                   str(tmp_path / 'study'), space='anynetx_a', n=3, seed=0,
                   flops=(360e6, 400e6))

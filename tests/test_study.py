@@ -1,4 +1,4 @@
-"""Design-space studies (tools/study.py, the package regnet_backbone.runtime.study), CI-sized.
+"""Design-space studies (tools/study.py, the package regnet_backbone.study), CI-sized.
 
 * setup: one trial config per sample, arch replaced, init_cfg gone, the neck / heads'
   in_channels equal to the sampled widths (UperNet and Mask R-CNN); study.json; a second setup
@@ -18,9 +18,9 @@ import pytest
 
 from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.demo.synthetic import make_synthetic_coco
-from regnet_backbone.runtime import study
+from regnet_backbone import study
 from regnet_backbone.runtime.engine import load_config
-from regnet_backbone.runtime.study import launch, layout, recipe
+from regnet_backbone.study import launch, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY_TOOL = osp.join(ROOT, 'tools', 'study.py')

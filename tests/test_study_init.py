@@ -1,5 +1,5 @@
 """How study trials get weights they can learn (tools/study.py setup --init / --pretrain /
---repeats, regnet_backbone.runtime.study and its recipe module), CI-sized.
+--repeats, regnet_backbone.study and its recipe module), CI-sized.
 
 * The shipped fine-tuning recipe (Mask R-CNN 1x: frozen_stages=1, norm_eval=True) is refused
   with one line naming --init scratch and --pretrain; with --init scratch every trial unfreezes
@@ -25,9 +25,9 @@ from regnet_backbone.demo.classification import make_synthetic_classification
 from regnet_backbone.demo.synthetic import make_synthetic_coco
 from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.design.sampling import sample
-from regnet_backbone.runtime import study
+from regnet_backbone import study
 from regnet_backbone.runtime.engine import load_config
-from regnet_backbone.runtime.study import attempt, layout, recipe
+from regnet_backbone.study import attempt, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY_TOOL = osp.join(ROOT, 'tools', 'study.py')

@@ -15,10 +15,10 @@ from fractions import Fraction
 import pytest
 
 from regnet_backbone.design.sampling import sample
-from regnet_backbone.runtime.study.analysis import (SUMMARY_FILE, compare, load_study_results,
+from regnet_backbone.study.analysis import (SUMMARY_FILE, compare, load_study_results,
                                                     summary, verdict)
-from regnet_backbone.runtime.study.layout import StudyError
-from regnet_backbone.runtime.study.report import analyze, training_text
+from regnet_backbone.study.layout import StudyError
+from regnet_backbone.study.report import analyze, training_text
 
 WINDOW = (100e6, 200e6)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

@@ -1,4 +1,4 @@
-"""Long-lived study workers (regnet_backbone.runtime.study.workers), CI-sized.
+"""Long-lived study workers (regnet_backbone.study.workers), CI-sized.
 
 A stand-in for ``tools/train.py`` (a ``main(argv)`` that does what its config file says) shows
 what the backend promises without the cost of training:
@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from regnet_backbone.runtime.study.attempt import Attempt
-from regnet_backbone.runtime.study.workers import WorkerBackend
+from regnet_backbone.study.attempt import Attempt
+from regnet_backbone.study.workers import WorkerBackend
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

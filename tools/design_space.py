@@ -152,7 +152,7 @@ def cmd_scale(args):
         result = scaling.scale_arch(arch, args.factor, args.strategy, size)
     written, texts = [], []
     if args.config:
-        from regnet_backbone.runtime.scaling import scaled_config
+        from regnet_backbone.study.scaled_config import scaled_config
     for base, out in zip(args.config or (), args.out or ()):
         cfg, notes = scaled_config(base, result)
         texts.append(cfg.pretty_text.encode())

@@ -16,7 +16,7 @@
 Fashion-MNIST (Debian's dataset-fashion-mnist) with a 400-step classification recipe on a CPU
 (configs/demo/study/), then prints the verdict and where the report and summary.json are;
 ``--task synthetic-upernet`` runs the UperNet study on the synthetic shapes of ``make demo``.
-The library behind it is the package regnet_backbone.runtime.study, one module per stage:
+The library behind it is the package regnet_backbone.study, one module per stage:
 prepare.py (setup), launch.py (run), results.py (collect), report.py (analyze).
 """
 import argparse
@@ -198,7 +198,7 @@ def print_progress(event) -> None:
 
 
 def cmd_setup(args):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     s = study.setup(args.base_config, args.work_dir, space=args.space, n=args.n, seed=args.seed,
                     flops=args.flops, params=args.params, acts=args.acts,
                     input_size=tuple(args.input_size), cfg_options=args.cfg_options,
@@ -235,7 +235,7 @@ def describe_init(s) -> str:
 
 
 def _run(work_dirs, **kwargs):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     start = time.time()
     for event in study.run(work_dirs, **kwargs):
         print_progress(event)
@@ -243,7 +243,7 @@ def _run(work_dirs, **kwargs):
 
 
 def cmd_run(args):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     slurm = study.SlurmOptions(partition=args.partition, gpus_per_trial=args.gpus_per_trial,
                                cpus_per_task=args.cpus_per_task, time_min=args.time,
                                mem_gb=args.mem_gb, account=args.account, qos=args.qos,
@@ -255,7 +255,7 @@ def cmd_run(args):
 
 
 def cmd_collect(args):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     for work_dir in args.work_dirs:
         results = study.collect(work_dir)
         counts = {}
@@ -266,7 +266,7 @@ def cmd_collect(args):
 
 
 def cmd_analyze(args):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     path = study.analyze(args.work_dirs, args.out, metric=args.metric, scale=args.scale)
     print(f'[study] report: {path}')
     print(f'[study] summary: {osp.join(osp.dirname(path), study.SUMMARY_FILE)}')
@@ -313,7 +313,7 @@ def _verdicts(report: str):
 
 
 def cmd_demo(args):
-    from regnet_backbone.runtime import study
+    from regnet_backbone import study
     start = time.time()
     task = DEMO_TASKS[args.task]
     data_root = _demo_data(args, task)

@@ -1,6 +1,6 @@
 """A study's ``results.json`` and the conversion of validation metrics to errors (pure Python).
 
-``tools/study.py collect`` writes ``results.json`` (:func:`regnet_backbone.runtime.study.collect`);
+``tools/study.py collect`` writes ``results.json`` (:func:`regnet_backbone.study.collect`);
 :func:`load_results` is its one reader, for the study report and ``tools/design_space.py``
 alike. It is a JSON object ``{"study": {...settings...}, "trials": [record, ...]}``; each
 record has ``trial``, ``arch``, ``flops``, ``params``, ``acts``, ``status`` (``'done'``,

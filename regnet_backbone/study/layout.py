@@ -26,8 +26,8 @@ import json
 import os.path as osp
 from typing import List, Optional
 
-from ...atomic import replace_bytes
-from ..errors import ToolError
+from ..atomic import replace_bytes
+from ..runtime.errors import ToolError
 
 STUDY_FILE = 'study.json'
 RESULTS_FILE = 'results.json'

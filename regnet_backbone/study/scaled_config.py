@@ -20,8 +20,8 @@ import copy
 from typing import List, Optional, Tuple
 
 from ..design.scaling import SIZE_MULTIPLE, ScaledArch
-from .engine import ToolError, codebase_of, load_config
-from .study.recipe import trial_config
+from ..runtime.engine import ToolError, codebase_of, load_config
+from .recipe import trial_config
 
 #: Image sizes in a scaled config are rounded to a multiple of this, per codebase.
 IMAGE_MULTIPLES = {'mmdet': 32, 'mmseg': 32, 'mmpretrain': SIZE_MULTIPLE}

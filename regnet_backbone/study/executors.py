@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
-from ..logs import ERROR_TAIL_LINES
+from ..runtime.logs import ERROR_TAIL_LINES
 from .attempt import Attempt, train_attempt
 from .layout import StudyError
 from .workers import WorkerBackend

@@ -16,7 +16,7 @@ be rerun or replaced alone (the file layout: :mod:`.layout`)::
              report.py    report.md
 
 The stages' entry points and the names ``tools/study.py`` uses are importable from here
-(``from regnet_backbone.runtime.study import setup, run, collect, analyze``); everything else from
+(``from regnet_backbone.study import setup, run, collect, analyze``); everything else from
 the module that defines it. Library code: nothing here prints or exits; problems raise
 :class:`StudyError`.
 """

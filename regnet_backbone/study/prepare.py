@@ -15,8 +15,8 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ...atomic import replace_bytes
-from ..engine import codebase_of, load_config
+from ..atomic import replace_bytes
+from ..runtime.engine import codebase_of, load_config
 from . import recipe
 from .layout import (FORMAT_VERSION, PRETRAIN_DIR, PRETRAINED_FILE, SETTING_DEFAULTS, STUDY_FILE,
                      TRIAL_CONFIG, StudyError, _read_json, _write_json, trial_dir)
@@ -72,7 +72,7 @@ def _buildable_samples(space: str, n: int, sample_kwargs: dict, backbones: Seque
     ``fit_check(modules)`` may raise :class:`StudyError` when the built backbones cannot work
     together (a two-stage trial's classification and detection backbones).
     """
-    from ...design import sampling
+    from ..design import sampling
     verdicts: List[Optional[str]] = []  # None: builds
     want, samples, checked_fit = n, [], False
     while True:
@@ -179,8 +179,8 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
         the study untouched (so a scripted study can be rerun); other settings raise
         :class:`StudyError`.
     """
-    from ...design import sampling
-    from ..engine import use_data_root
+    from ..design import sampling
+    from ..runtime.engine import use_data_root
     if space not in sampling.SPACES:
         raise StudyError(f'unknown design space {space!r}; choose from '
                          f'{", ".join(sampling.SPACES)}')

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..logs import metric_values, read_scalars, tail
+from ..runtime.logs import metric_values, read_scalars, tail
 from .layout import (LAST_CHECKPOINT, STAGES_FILE, _has_checkpoint, _last_checkpoint,
                      _pretrain_result, _read_json, _write_json, train_command)
 
@@ -196,7 +196,7 @@ def _two_stage_attempt(attempt: Attempt) -> dict:
         start = time.time()
         error = None
         try:
-            from ...checkpoints import convert_file
+            from ..checkpoints import convert_file
             report = convert_file(stages['pretrain']['checkpoint'], attempt.pretrained,
                                   force=True)
         except Exception as e:  # the converter's refusal is this trial's failure, not the study's

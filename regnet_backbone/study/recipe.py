@@ -36,7 +36,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional, Tuple
 
-from ..channels import BACKBONE_TYPE, follow_backbone_channels
+from ..runtime.channels import BACKBONE_TYPE, follow_backbone_channels
 from .layout import StudyError
 
 INITS = ('recipe', 'scratch', 'pretrain')
@@ -162,7 +162,7 @@ def build_backbone(backbone: dict):
     """
     import torch
 
-    from ...models import RegNetBackbone
+    from ..models import RegNetBackbone
     kwargs = {k: v for k, v in backbone.items() if k != 'type'}
     kwargs.pop('init_cfg', None)  # never read here; its form is checked when a trial starts
     try:

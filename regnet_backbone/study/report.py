@@ -27,7 +27,7 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from ...atomic import replace_bytes
+from ..atomic import replace_bytes
 from .analysis import (ALPHA, BOOTSTRAP_ROUNDS, PERMUTATIONS, SUMMARY_FILE, _normalised, _p,
                        _sd, compare, load_study_results, pretrain_pairs, random_search_curves,
                        summary, verdict)
@@ -139,7 +139,7 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
 
     Every study must rank by the same metric (``metric``, or each study's own when they agree).
     """
-    from ...design.stats import correlation, dkw_epsilon, ks_distance
+    from ..design.stats import correlation, dkw_epsilon, ks_distance
     if not work_dirs:
         raise StudyError('analyze needs at least one study folder')
     studies = [load_study_results(w, metric, scale) for w in work_dirs]

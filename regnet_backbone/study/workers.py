@@ -87,7 +87,7 @@ class _Worker:
         self.trials = 0
 
     def log_tail(self, lines: Optional[int] = None) -> str:
-        from ..logs import ERROR_TAIL_LINES
+        from ..runtime.logs import ERROR_TAIL_LINES
         lines = ERROR_TAIL_LINES if lines is None else lines
         with contextlib.suppress(OSError, ValueError):
             self.log.seek(0)
@@ -182,7 +182,7 @@ class WorkerBackend:
                 self._idle.append(worker)
 
     def _run(self, attempt) -> dict:
-        from ..logs import tail as file_tail
+        from ..runtime.logs import tail as file_tail
         from .attempt import judge, output_files, train_argv
         from .layout import _has_checkpoint
         if getattr(attempt, 'pretrain_config', None):

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ..lock import WorkDirLock
+from ..runtime.lock import WorkDirLock
 from .attempt import Attempt
 from .executors import EXECUTORS, POLL_S, SlurmOptions, _outcome, make_backend
 from .layout import (DEFAULT_TRAIN_TOOL, PRETRAIN_DIR, PRETRAINED_FILE, STATUS_FILE,

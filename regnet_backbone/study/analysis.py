@@ -71,8 +71,8 @@ def _geometric_block_mean(values: Sequence[float], depths: Sequence[int]) -> flo
 
 def describe_arch(arch: dict) -> dict:
     """The plotted parameters of an arch: ``d, w0, wa, wm, g, b``, its fit and block widths."""
-    from ...design.fit import block_widths_of, fit_regnet
-    from ...design.presets import resolve_arch
+    from ..design.fit import block_widths_of, fit_regnet
+    from ..design.presets import resolve_arch
     spec = resolve_arch(arch)
     blocks = list(block_widths_of(arch))
     fit = fit_regnet(blocks)
@@ -97,8 +97,8 @@ def load_study_results(work_dir: str, metric: Optional[str] = None,
     sample (:func:`~regnet_backbone.design.results.one_per_sample`), best first; ``noise`` the
     pooled SD of the samples trained more than once.
     """
-    from ...design import results as results_lib
-    from ...design.stats import pooled_sd
+    from ..design import results as results_lib
+    from ..design.stats import pooled_sd
     path = osp.join(work_dir, RESULTS_FILE)
     if not osp.isfile(path):
         raise StudyError(f'{path} not found: run `tools/study.py collect {work_dir}` first')
@@ -155,7 +155,7 @@ def _pretrain_error(record: dict) -> Optional[float]:
 def _normalised(study: Study):
     """``(sorted errors, cdf, weights, bins)`` of the flops-normalised EDF, with the most bins
     (up to MAX_BINS, at most n / 2) that leave none empty; None below 2 trials."""
-    from ...design.stats import normalized_edf
+    from ..design.stats import normalized_edf
     n = len(study.trials)
     if n < 2:
         return None
@@ -172,7 +172,7 @@ def _normalised(study: Study):
 def random_search_curves(study: Study) -> List[tuple]:
     """``[(k, mean, sigma), ...]`` of :func:`~regnet_backbone.design.stats.
     random_search_efficiency` for k = 1, 2, 4, ... <= n (k distinct trials of the study)."""
-    from ...design.stats import random_search_efficiency
+    from ..design.stats import random_search_efficiency
     return random_search_efficiency(study.errors) if study.trials else []
 
 
@@ -182,7 +182,7 @@ def pretrain_pairs(study: Study) -> List[tuple]:
 
 
 def _bootstrap(study: Study, key: str):
-    from ...design.stats import bootstrap_best
+    from ..design.stats import bootstrap_best
     if len(study.trials) < 2:
         return None
     return bootstrap_best([t.values[key] for t in study.trials], study.errors)
@@ -225,7 +225,7 @@ class Comparison:
 def compare(a: Study, b: Study, *, permutations: int = PERMUTATIONS,
             rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> Comparison:
     """Permutation tests (KS and mean) and the bootstrap interval of mean(b) - mean(a)."""
-    from ...design.stats import bootstrap_mean_diff, permutation_test, pooled_sd
+    from ..design.stats import bootstrap_mean_diff, permutation_test, pooled_sd
     ks = permutation_test(a.errors, b.errors, 'ks', permutations=permutations, seed=seed)
     mean = permutation_test(a.errors, b.errors, 'mean', permutations=permutations, seed=seed)
     diff, lo, hi = bootstrap_mean_diff(a.errors, b.errors, rounds=rounds, level=1 - ALPHA,

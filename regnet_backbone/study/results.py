@@ -9,7 +9,7 @@ import math
 import os.path as osp
 from typing import Dict
 
-from ..logs import metric_values, read_scalars
+from ..runtime.logs import metric_values, read_scalars
 from .layout import (RESULTS_FILE, TRIAL_WORK, _pretrain_result, _write_json, load_study,
                      read_stages, read_status, trial_dir)
 

@@ -10,7 +10,7 @@ widths with their RegNet fit). Files are written atomically.
 import math
 from typing import Dict, Sequence
 
-from ...atomic import replace_bytes
+from ..atomic import replace_bytes
 from .analysis import ALPHA, Study, _bootstrap, _normalised, pretrain_pairs, random_search_curves
 
 WIDTH_PLOTS = 3    # best models whose per-block widths are drawn, per study
@@ -49,7 +49,7 @@ def _legend(name: str, errors: Sequence[float]) -> str:
 def plot_edfs(studies: Sequence[Study], path: str) -> str:
     """Plain (left, with its 95% DKW band) and flops-normalised (right) error EDFs of every
     study."""
-    from ...design.stats import dkw_band
+    from ..design.stats import dkw_band
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for study in studies:
@@ -156,7 +156,7 @@ def plot_parameters(study: Study, path: str) -> Dict[str, tuple]:
 
 def plot_block_widths(study: Study, path: str) -> str:
     """Per-block widths of the best models, with their RegNet fit and the continuous u_j."""
-    from ...design.regnet import generate_block_widths
+    from ..design.regnet import generate_block_widths
     plt = _pyplot()
     best = study.trials[:WIDTH_PLOTS]
     fig, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 4), squeeze=False)
