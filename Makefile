@@ -4,7 +4,7 @@ SETUP := bash tools/setup_env.sh
 # Extra tools/demo.py flags, e.g. `make demo DEMO_ARGS=--seg` (also trains the UperNet demo).
 DEMO_ARGS ?=
 
-.PHONY: demo test test-oldest setup study gpu-check-prepare
+.PHONY: demo test test-slow test-oldest setup study gpu-check-prepare
 
 demo:
 	@py=$$($(SETUP)) && "$$py" tools/demo.py $(DEMO_ARGS)
@@ -16,8 +16,12 @@ STUDY_ARGS ?=
 study:
 	@py=$$($(SETUP)) && "$$py" tools/study.py demo $(STUDY_ARGS)
 
+# The unit suite; the whole benchmark runs (marked slow, a few minutes) are `make test-slow`.
 test:
-	@py=$$($(SETUP)) && "$$py" -m pytest tests
+	@py=$$($(SETUP)) && "$$py" -m pytest -m 'not slow' tests
+
+test-slow:
+	@py=$$($(SETUP)) && "$$py" -m pytest -m slow tests
 
 # The oldest supported stack (requirements/constraints-oldest.txt: Python 3.10, torch 2.1.2,
 # mmcv 2.1.0 built as shipped, mmdet 3.3.0): the loading, conversion, reliability, migration and

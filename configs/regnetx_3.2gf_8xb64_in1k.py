@@ -8,3 +8,5 @@ train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)
 test_dataloader = val_dataloader
 optim_wrapper = dict(optimizer=dict(lr=0.4))
+# lr 0.4 is for 8 x 64 = 512 images (the 400MF recipe's 1024 would halve it with --auto-scale-lr)
+auto_scale_lr = dict(base_batch_size=512)

@@ -17,6 +17,7 @@ graph is checked: any op outside the default domain raises :class:`NonStandardOp
 opset other than the one asked for raises :class:`DeployError`.
 """
 import contextlib
+import inspect
 import io
 import os
 import warnings
@@ -24,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.registry import DefaultScope
 
 from .atomic import replace_file
+from .checkpoints.pretrained import load_pretrained
 from .errors import RegNetError
-from .models import RegNetBackbone
+from .models.backbone import RegNetBackbone
 
 #: The default ONNX opset: supported by onnxruntime >= 1.14 and TensorRT >= 8.6.
 DEFAULT_OPSET = 17
@@ -61,8 +64,10 @@ def require(module: str, purpose: str):
 
 
 # --- building the backbone ------------------------------------------------------------------------
-def backbone_cfg_from_config(config: str) -> dict:
-    """``model.backbone`` of an mmdet/mmseg config file (its ``_base_`` files resolved).
+def backbone_cfg_from_config(config: str) -> Tuple[dict, Optional[str]]:
+    """``model.backbone`` of an mmdet / mmseg / mmpretrain config file (its ``_base_`` files
+    resolved) and the config's ``default_scope``, which decides the backbone's codebase defaults
+    (``out_indices``, ``norm_eval``).
 
     Raises:
         DeployError: the file is missing or its backbone is not a ``RegNetBackbone``.
@@ -83,10 +88,10 @@ def backbone_cfg_from_config(config: str) -> dict:
     if kind.split('.')[-1] != 'RegNetBackbone':
         raise DeployError(f"config {config}: model.backbone is {kind or 'untyped'}, not "
                           'RegNetBackbone; export a config that uses this backbone.')
-    return backbone
+    return backbone, cfg.get('default_scope')
 
 
-def build_backbone(arch: Optional[str] = None, config: Optional[str] = None,
+def load_for_export(arch: Optional[str] = None, config: Optional[str] = None,
                    checkpoint: Optional[str] = None, deploy: bool = False,
                    out_indices: Optional[Sequence[int]] = None) -> RegNetBackbone:
     """An eval-mode ``RegNetBackbone`` ready to export.
@@ -103,7 +108,8 @@ def build_backbone(arch: Optional[str] = None, config: Optional[str] = None,
     """
     if (arch is None) == (config is None):
         raise DeployError('give exactly one of an arch name or a config file.')
-    kwargs = backbone_cfg_from_config(config) if config else dict(arch=arch)
+    # an arch alone exports every stage (mmdet's defaults), whatever scope this process is in
+    kwargs, scope = backbone_cfg_from_config(config) if config else (dict(arch=arch), 'mmdet')
     kwargs.pop('type', None)
     kwargs.pop('init_cfg', None)
     norm_cfg = kwargs.get('norm_cfg')
@@ -115,12 +121,12 @@ def build_backbone(arch: Optional[str] = None, config: Optional[str] = None,
     if config is None and kwargs.get('in_channels', 3) == 3:
         kwargs['in_channel_order'] = 'RGB'  # an arch alone: the exported model takes RGB
     try:
-        model = RegNetBackbone(**kwargs)
+        with DefaultScope.overwrite_default_scope(scope):  # the outputs its codebase builds
+            model = RegNetBackbone(**kwargs)
     except (ValueError, KeyError, TypeError) as error:
         raise DeployError(f'cannot build the backbone: {error}') from None
     model.init_weights()
     if checkpoint is not None:
-        from .checkpoints import load_pretrained
         load_pretrained(model, checkpoint)
     model.eval()
     if deploy:
@@ -188,16 +194,15 @@ def _export_torchscript(model, x, path, names, opset, dynamic):
         axes.update({n: {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'} for n in names})
     kwargs = dict(input_names=['input'], output_names=names, opset_version=opset,
                   dynamic_axes=axes, do_constant_folding=True)
+    # torch 2.1 has no dynamo argument (the TorchScript exporter is all it has); 2.9 made the
+    # other exporter the default.
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
     with warnings.catch_warnings():
         # The TorchScript exporter warns that it is deprecated, and about tracer details that
         # do not apply to a graph without data-dependent control flow.
         warnings.simplefilter('ignore')
-        try:
-            torch.onnx.export(model, (x, ), path, dynamo=False, **kwargs)
-        except TypeError as error:
-            if 'dynamo' not in str(error):
-                raise
-            torch.onnx.export(model, (x, ), path, **kwargs)  # torch < 2.1: no dynamo argument
+        torch.onnx.export(model, (x, ), path, **kwargs)
 
 
 def _export_dynamo(model, x, path, names, opset, dynamic):

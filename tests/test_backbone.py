@@ -190,7 +190,7 @@ def test_in_channels_and_stem_channels():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(arch='regnetx_3gf'), "unknown RegNet arch 'regnetx_3gf'; valid names"),
+    (dict(arch='regnetx_3gf'), "unknown RegNet arch 'regnetx_3gf'; did you mean 'regnetx_32gf'? valid"),
     (dict(arch=dict(w0=24, wa=36.44)), 'missing'),
     (dict(out_indices=(0, 4)), 'out_indices (0, 4) out of range'),
     (dict(out_indices=(2, 1)), 'increasing and unique'),

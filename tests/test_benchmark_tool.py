@@ -1,5 +1,8 @@
 """tools/benchmark.py runs end to end in a tiny configuration (no timing is asserted), and the
-timing core (regnet_backbone/benchmark.py) times and measures what it says."""
+timing core (regnet_backbone/benchmark.py) times and measures what it says.
+
+The whole runs of the tool are marked slow (``make test-slow``); ``make test`` keeps its argument
+handling and one tiny in-process measurement of the matrix and of the scaling mode."""
 import json
 from pathlib import Path
 
@@ -15,6 +18,7 @@ def tools(monkeypatch):
     return ROOT / 'tools'
 
 
+@pytest.mark.slow
 def test_benchmark_tool_tiny_run(tmp_path, run_tool):
     out_json, out_md, out_png = tmp_path / 'b.json', tmp_path / 'b.md', tmp_path / 'b.png'
     args = [ROOT / 'tools/benchmark.py', '--arch', 'regnetx_400mf', '--batch', '1',
@@ -45,6 +49,7 @@ def test_benchmark_tool_tiny_run(tmp_path, run_tool):
     assert out_png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+@pytest.mark.slow
 def test_benchmark_tool_detector_mode(tmp_path, run_tool):
     out_json = tmp_path / 'd.json'
     args = [ROOT / 'tools/benchmark.py', '--modes', 'detector', '--batch', '1',
@@ -81,6 +86,7 @@ def test_every_training_candidate_updates_its_batch_norm(tools):
         assert all(not torch.equal(b, m.running_mean) for b, m in zip(before, norms)), candidate.name
 
 
+@pytest.mark.slow
 def test_matrix_and_families_tiny_run(tmp_path, run_tool):
     """--device cpu --modes matrix families: every implementation and mode gets a row or a
     recorded skip, ours gets a ratio to each rival, families get pairs and a picture."""
@@ -163,6 +169,7 @@ def test_cuda_without_a_gpu_and_bad_modes_are_one_line_errors(monkeypatch, capsy
     assert err.startswith("error: mode 'fp8'") and err.count('\n') == 1
 
 
+@pytest.mark.slow
 def test_scaling_mode_tiny_run(tmp_path, run_tool):
     """--modes scaling: the base and each scaled network get counts, activation memory and
     times at their scaled input size; each strategy gets its slopes; one picture."""
@@ -212,14 +219,41 @@ def test_interleaved_rounds_warm_up_first_and_drop_a_failing_step():
     assert skipped == {'bad': 'RuntimeError: out of memory'} and 'bad' not in runners
 
 
+def test_scaling_measures_the_base_and_a_scaled_network_in_process(tools):
+    """One tiny measurement of the scaling mode: r at s = 2 runs at 32 x sqrt(2) = 45.3 -> 44
+    (a multiple of 4) with more activations than the base, and both are timed together."""
+    import torch
+
+    import benchmark_scaling
+    result = benchmark_scaling.run_scaling(torch.device('cpu'), 'regnetx_200mf', [2.0], ['r'],
+                                           batch=2, base_size=32, rounds=1, warmup=0,
+                                           min_sample_s=0.0)
+    base, scaled = result['rows']
+    assert (base['strategy'], base['s'], base['input_size']) == ('base', 1.0, [32, 32])
+    assert (scaled['strategy'], scaled['s'], scaled['input_size']) == ('r', 2.0, [44, 44])
+    assert scaled['acts'] > base['acts'] and scaled['flops'] > base['flops']
+    for row in (base, scaled):
+        assert row['inference_s'] > 0 and row['train_s'] > 0 and row['activation_mb'] > 0
+    assert base['train_vs_base'] == 1.0 and scaled['train_vs_base'] > 0
+    slope, = result['slopes']
+    assert slope['predicted_acts'] == 1.0 and slope['acts'] > 0 and not result['skipped']
+
+
 def test_cpu_peak_memory_of_a_step_in_a_fresh_process(run_tool):
-    """On a CPU the probe reads the process's resident high-water mark: a step that writes a
-    200 MiB tensor (50 Mi float32) adds about 200 MiB; without ``cpu_rss`` there is no figure."""
+    """On a CPU the probe reads the process's resident high-water mark against the resident set
+    before the step. A step that writes every byte of a 200 MiB tensor (50 Mi float32) keeps
+    those pages resident at its peak: at least 200 MiB (how much more depends on the allocator
+    and on the process's earlier peak, so there is no upper bound), and less than the process's
+    whole high-water mark, which includes what was resident before. Without ``cpu_rss`` there is
+    no figure."""
     code = ('import torch\n'
             'from regnet_backbone.benchmark import peak_step_memory_mb\n'
             "cpu = torch.device('cpu')\n"
             'assert peak_step_memory_mb(lambda: None, cpu) is None\n'
-            'print(peak_step_memory_mb(lambda: torch.ones(50 * 2**20), cpu, cpu_rss=True))\n')
+            'step = peak_step_memory_mb(lambda: torch.ones(50 * 2**20), cpu, cpu_rss=True)\n'
+            "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
+            'print(step, int(hwm.split()[1]) / 1024)\n')
     run = run_tool('-c', code, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert 190 <= float(run.stdout.split()[-1]) <= 260
+    step, whole = map(float, run.stdout.split()[-2:])
+    assert 200 <= step < whole  # MiB

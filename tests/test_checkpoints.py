@@ -20,7 +20,7 @@ from regnet_backbone import RegNetBackbone
 from regnet_backbone.checkpoints import (AmbiguousFormatError, ArchitectureMismatchError,
                                          CheckpointError, NotRegNetError, UnknownFormatError,
                                          convert, export_checkpoint, export_state_dict,
-                                         load_checkpoint, load_pretrained, read_checkpoint,
+                                         load_pretrained, read_checkpoint, read_converted,
                                          sources_table)
 from regnet_backbone.design.presets import PRESETS
 
@@ -190,7 +190,7 @@ def test_torchvision_numerically(name, tmp_path):
         path = tmp_path / f'{name}.pth'
         torch.save(ref.state_dict(), path)  # torchvision's layout: a plain state dict with fc
         del ref
-        converted = load_checkpoint(path)
+        converted = read_converted(path)
         model = empty_backbone(converted.arch)
         load_pretrained(model, path)
     assert converted.source_format == 'torchvision'

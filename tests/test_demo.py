@@ -2,8 +2,9 @@
 
 * tools/demo.py --quick --seg end to end: both demo configs train on generated data, the loss goes
   down, mmdet's CocoMetric and mmseg's IoUMetric report, and the pictures are real PNGs.
-* A training run killed with SIGKILL (while it writes a checkpoint, when the timing allows)
-  resumes from its last checkpoint and finishes; every checkpoint left behind loads.
+* A training run killed with SIGKILL while it writes a checkpoint (the write is held open, so
+  the kill lands inside it) leaves the previous checkpoint and pointer intact and no partial
+  checkpoint, then resumes from there and finishes; every checkpoint left behind loads.
 * tools/dist_train.sh runs the Mask R-CNN demo config in two CPU processes (gloo): distributed
   CocoMetric and a checkpoint. (tests/test_tools.py covers the launcher with UperNet.)
 * Atomic writes, in process: a failed write leaves the previous checkpoint and pointer intact.
@@ -25,7 +26,7 @@ import pytest
 import torch
 
 from regnet_backbone.atomic import replace_bytes
-from regnet_backbone.runtime.engine import free_port
+from regnet_backbone.runtime.dist import free_port
 from regnet_backbone.demo.synthetic import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -83,7 +84,7 @@ def synthetic(tmp_path_factory):
 
 # --- the demo, end to end ------------------------------------------------------------------------
 def test_quick_demo_trains_evaluates_and_draws(synthetic, tmp_path, run_tool, explain):
-    from regnet_backbone.demo.visualization import read_scalars
+    from regnet_backbone.runtime.logs import read_scalars
     work = tmp_path / 'demo'
     drawn, size = 6, synthetic.size  # validation images to draw, of size x size pixels
     args = ('--quick', '--seg', '--work-dir', work, '--data-root', synthetic.root,
@@ -166,51 +167,62 @@ def _checkpoint_iter(path):
     return state['meta']['iter']
 
 
-def test_killed_training_resumes_from_last_checkpoint(synthetic, tmp_path, tool_env, run_tool,
-                                                      explain):
+#: tools/train.py with the write of one checkpoint held open: its temporary file stays in the
+#: middle of ``replace_file`` (written, not yet renamed) for a minute, so a kill lands inside it.
+HELD_WRITE = """
+import os, runpy, sys, time
+fsync = os.fsync
+def held_fsync(fd):
+    if os.path.basename(os.readlink(f'/proc/self/fd/{{fd}}')).startswith('.iter_{step}.pth.'):
+        time.sleep(60)
+    fsync(fd)
+os.fsync = held_fsync
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_checkpoint_write_killed_midway_keeps_the_last_one_and_resumes(synthetic, tmp_path,
+                                                                        tool_env, run_tool,
+                                                                        explain):
     iters, every = 16, 4
     config = _tiny_config(tmp_path / 'tiny.py', synthetic, iters, every)
     work = tmp_path / 'work'
+    pointer, interrupted = work / 'last_checkpoint', work / f'iter_{2 * every}.pth'
+    partial = str(work / f'.{interrupted.name}.*.tmp')  # replace_file's temporary file
     log = open(tmp_path / 'killed.log', 'w')
-    proc = subprocess.Popen([sys.executable, TRAIN, str(config), '--work-dir', str(work)],
+    proc = subprocess.Popen([sys.executable, '-c', HELD_WRITE.format(step=2 * every), TRAIN,
+                             str(config), '--work-dir', str(work)],
                             cwd=ROOT, env=tool_env(), stdout=log, stderr=subprocess.STDOUT)
-    pointer = work / 'last_checkpoint'
     try:
-        # Wait for the first checkpoint, then kill at the next sign of a write: ideally while
-        # the next checkpoint is still a temporary file, at the latest once it exists.
         deadline = time.time() + 240
-        while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        while not glob.glob(partial) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        while proc.poll() is None and time.time() < deadline:
-            if glob.glob(str(work / '.iter_*.tmp')) or (work / f'iter_{2 * every}.pth').exists():
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, 'training ended before it could be killed'
-        proc.send_signal(signal.SIGKILL)
+        assert glob.glob(partial) and proc.poll() is None, 'the held write never started'
+        proc.send_signal(signal.SIGKILL)  # inside the write: before the rename
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
-    assert proc.returncode == -signal.SIGKILL
-    saved = pointer.read_text()
-    assert osp.isfile(saved), f'last_checkpoint names a missing file: {saved}'
-    saved_iter = _checkpoint_iter(saved)
-    assert 0 < saved_iter < iters
+    # Killed mid-write: the temporary file is left and nothing under the checkpoint's name; the
+    # pointer names the previous checkpoint, whole.
+    assert proc.returncode == -signal.SIGKILL and glob.glob(partial) and not interrupted.exists()
+    assert pointer.read_text() == str(work / f'iter_{every}.pth')
+    assert _checkpoint_iter(work / f'iter_{every}.pth') == every
 
     resumed = run_tool(TRAIN, config, '--work-dir', work, '--resume')
     assert resumed.returncode == 0, explain(resumed)
     output = resumed.stdout + resumed.stderr
-    assert re.search(rf'resumed epoch: \d+, iter: {saved_iter}\b', output), explain(resumed)
-    assert f'Iter(train) [{saved_iter - saved_iter % 2 + 2:>2}/{iters}]' in output
+    assert re.search(rf'resumed epoch: \d+, iter: {every}\b', output), explain(resumed)
+    assert f'Iter(train) [{every + 2:>2}/{iters}]' in output
     assert 'coco/bbox_mAP' in output
     assert pointer.read_text() == str(work / f'iter_{iters}.pth')
     checkpoints = sorted(glob.glob(str(work / '*.pth')))
     assert str(work / f'iter_{iters}.pth') in checkpoints
-    for path in checkpoints:  # nothing truncated, whatever the kill interrupted
+    for path in checkpoints:  # nothing truncated
         assert _checkpoint_iter(path) == int(re.search(r'iter_(\d+)', path).group(1))
-    assert _checkpoint_iter(work / f'iter_{iters}.pth') == iters
-    assert not glob.glob(str(work / '.*.tmp'))  # a killed write's leftovers are swept
+    assert not glob.glob(str(work / '.*.tmp'))  # the killed write's leftover is swept
 
 
 # --- two processes --------------------------------------------------------------------------------
@@ -298,49 +310,20 @@ def test_checkpoint_hook_deletes_old_checkpoints_only_after_a_successful_save(tm
 
 
 def test_engine_makes_every_training_config_write_atomically():
-    from regnet_backbone.runtime import engine
+    from regnet_backbone.runtime.config import configure_training, load_config
+    from regnet_backbone.runtime.hooks.atomic_checkpoint import ATOMIC_CHECKPOINT_HOOK
     for config in (DET_DEMO, SEG_DEMO, osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py')):
-        cfg = engine.load_config(config)
-        engine.configure_training(cfg, config)
-        assert cfg.default_hooks.checkpoint.type == engine.ATOMIC_CHECKPOINT_HOOK
+        cfg = load_config(config)
+        configure_training(cfg, config)
+        assert cfg.default_hooks.checkpoint.type == ATOMIC_CHECKPOINT_HOOK
 
 
 # --- configs and helpers --------------------------------------------------------------------------
-def test_demo_configs_follow_the_reference_recipe():
-    from regnet_backbone.runtime import engine
-    det = engine.load_config(DET_DEMO)
-    backbone = det.model.backbone
-    assert (backbone.arch, backbone.frozen_stages, backbone.norm_eval, backbone.init_cfg) == \
-        ('regnetx_400mf', -1, False, None)
-    assert det.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-3, weight_decay=0.05)
-    assert det.optim_wrapper.clip_grad.max_norm == 10
-    assert det.optim_wrapper.paramwise_cfg == dict(norm_decay_mult=0.0, bias_decay_mult=0.0)
-    assert [s.type for s in det.param_scheduler] == ['LinearLR', 'CosineAnnealingLR']
-    assert det.param_scheduler[0].end == 100 and det.train_cfg.max_iters == 1400
-    roi = det.model.roi_head
-    assert roi.bbox_roi_extractor.roi_layer.sampling_ratio == 2
-    assert roi.mask_roi_extractor.roi_layer.sampling_ratio == 2
-    assert (roi.bbox_head.fc_out_channels, roi.mask_head.num_convs) == (256, 2)
-    # From scratch with 2 images per process: GN everywhere (BN's running statistics lagged).
-    assert det.model.neck.norm_cfg.type == roi.bbox_head.norm_cfg.type == 'GN'
-    assert roi.mask_head.norm_cfg.type == backbone.norm_cfg.type == 'GN'
-    assert det.model.train_cfg.rcnn.sampler.num == 64
-    assert (det.model.train_cfg.rpn_proposal.max_per_img,
-            det.model.test_cfg.rpn.max_per_img) == (200, 100)
-    assert det.train_dataloader.batch_size == 4
-    assert det.val_evaluator.type == 'CocoMetric' and det.val_evaluator.metric == ['bbox', 'segm']
-
-    seg = engine.load_config(SEG_DEMO)
-    assert 'BN' not in str(seg.model)  # GN throughout: BN's running statistics lagged (config)
-    assert seg.model.backbone.norm_cfg == dict(type='GN', num_groups=8, requires_grad=True)
-    assert seg.val_evaluator.type == 'IoUMetric'
-    assert seg.model.decode_head.num_classes == 4
-
-
 def test_use_data_root_moves_datasets_and_coco_ground_truth(tmp_path):
-    from regnet_backbone.runtime import engine
-    cfg = engine.load_config(DET_DEMO)
-    engine.use_data_root(cfg, str(tmp_path))
+    from regnet_backbone.runtime.config import load_config
+    from regnet_backbone.runtime.datasets import use_data_root
+    cfg = load_config(DET_DEMO)
+    use_data_root(cfg, str(tmp_path))
     for split in ('train', 'val', 'test'):
         assert cfg[f'{split}_dataloader'].dataset.data_root == str(tmp_path) + '/'
     assert cfg.val_evaluator.ann_file == str(tmp_path / 'annotations' / 'instances_val.json')
@@ -348,7 +331,7 @@ def test_use_data_root_moves_datasets_and_coco_ground_truth(tmp_path):
 
 
 def test_read_scalars_stitches_resumed_and_restarted_runs(tmp_path):
-    from regnet_backbone.demo.visualization import last_metrics, read_scalars
+    from regnet_backbone.runtime.logs import last_metrics, read_scalars
 
     def run(stamp, records):
         folder = tmp_path / stamp / 'vis_data'
@@ -369,23 +352,47 @@ def test_read_scalars_stitches_resumed_and_restarted_runs(tmp_path):
     assert read_scalars(str(tmp_path / 'missing')) == ([], [])
 
 
-def test_drawing_marks_instances_and_label_maps(tmp_path):
+def test_drawing_uses_mmdet_and_mmseg_visualizers(tmp_path):
+    """The pictures are what mmdet's DetLocalVisualizer and mmseg's SegLocalVisualizer draw for
+    the same predictions; a detection below the score threshold is not drawn."""
+    from mmdet.structures import DetDataSample
+    from mmdet.visualization import DetLocalVisualizer
+    from mmengine.structures import InstanceData, PixelData
+    from mmseg.structures import SegDataSample
+    from mmseg.visualization import SegLocalVisualizer
+
     from regnet_backbone.demo import visualization as vis
+    meta = dict(classes=('a', 'b'), palette=[(255, 0, 0), (0, 0, 255)])
     image = np.full((64, 64, 3), 100, np.uint8)
     masks = np.zeros((2, 64, 64), bool)
-    masks[0, 10:30, 10:30] = True
-    masks[1, 40:60, 40:60] = True
-    drawn = vis.draw_detections(image, np.array([[10, 10, 30, 30], [40, 40, 60, 60.]]),
-                                np.array([0, 1]), np.array([0.9, 0.1]), masks,
-                                ('a', 'b'), [(255, 0, 0), (0, 0, 255)])
-    assert drawn.shape == image.shape and drawn.dtype == np.uint8
-    assert drawn[20, 20, 0] > drawn[20, 20, 2]  # tinted with class a's red
-    assert (drawn[50, 50] == 100).all()  # below the score threshold: untouched
+    masks[0, 10:30, 10:30] = masks[1, 40:60, 40:60] = True
+    result = dict(image=image, boxes=np.array([[10, 10, 30, 30], [40, 40, 60, 60.]]),
+                  labels=np.array([0, 1]), scores=np.array([0.9, 0.1]), masks=masks)
+    np.random.seed(0)  # mmdet jitters each mask's colour with numpy's global generator
+    (drawn, ), captions = vis.detection_pictures([result], *meta.values(), score_thr=0.5)
+    reference = DetLocalVisualizer(name='reference_det')
+    reference.dataset_meta = meta
+    kept = InstanceData(bboxes=torch.tensor(result['boxes'][:1]), labels=torch.tensor([0]),
+                        scores=torch.tensor([0.9]), masks=torch.tensor(masks[:1]))
+    np.random.seed(0)
+    reference.add_datasample('x', image, DetDataSample(pred_instances=kept), draw_gt=False)
+    assert (drawn == reference.get_image()).all() and captions == ['val 0: 1 objects']
+    assert drawn[20, 20, 0] > drawn[20, 20, 2] and (drawn[50, 50] == 100).all()
+
     labels = np.zeros((64, 64), int)
     labels[:, 32:] = 1
-    seg = vis.draw_segmentation(image, labels, [(0, 0, 0), (0, 255, 0)])
-    assert (seg[:, :32] == 100).all() and (seg[:, 32:, 1] > 150).all()
-    grid = vis.tile([drawn, seg, image], columns=2, captions=['x', 'y', 'z'])
+    seg = dict(image=image, ground_truth=labels, prediction=1 - labels)
+    pictures, captions = vis.segmentation_pictures([seg], *meta.values())
+    assert captions == ['val 0', 'ground truth', 'prediction'] and pictures[0] is image
+    reference = SegLocalVisualizer(name='reference_seg')
+    reference.dataset_meta = meta
+    for picture, field, label_map in ((pictures[1], 'gt_sem_seg', labels),
+                                      (pictures[2], 'pred_sem_seg', 1 - labels)):
+        sample = SegDataSample(**{field: PixelData(data=torch.tensor(label_map)[None])})
+        reference.add_datasample('x', image, sample)
+        assert (picture == reference.get_image()).all()
+
+    grid = vis.tile([drawn, *pictures], columns=2, captions=['w', *captions])
     path = vis.write_png(str(tmp_path / 'grid.png'), grid)
     assert (_load_png(path)[..., ::-1] == grid).all()
     assert os.listdir(tmp_path) == ['grid.png']

@@ -26,10 +26,10 @@ ANALYZE = _load_tool('analyze_complexity')
 
 
 def run(capsys, *argv, tool=TOOL):
-    """(exit code, stdout, stderr) of the tool's main."""
+    """(exit code, stdout, stderr) of the tool's main: 1 for a user error (one ``error:`` line),
+    2 for a command line argparse refuses."""
     try:
-        tool.main([str(a) for a in argv])
-        code = 0
+        code = tool.main([str(a) for a in argv]) or 0
     except SystemExit as exit_:
         code = exit_.code
     out, err = capsys.readouterr()
@@ -61,7 +61,7 @@ def test_sample_writes_json_list(capsys, tmp_path):
 def test_sample_errors_are_one_line(capsys):
     code, out, err = run(capsys, 'sample', 'regnetx', '--n', 2, '--flops', 1, 2,
                          '--max-draws', 300)
-    assert code == 2 and out == ''
+    assert code == 1 and out == ''
     assert err.startswith('error: got 0 of 2') and 'widen' in err and err.count('\n') == 1
 
 
@@ -78,7 +78,9 @@ def test_fit_json_and_text(capsys):
                        '{"depths": [2, 1], "widths": [64, 16], "group_widths": [8, 8]}', '--json')
     assert code == 0 and json.loads(out)['e_fit'] > 0
     code, _, err = run(capsys, 'fit', '--depths', 1, 2, '--widths', 32)
-    assert code == 2 and err.startswith('error: --depths has 2 values')
+    assert code == 2 and 'error: --depths has 2 values' in err
+    code, _, err = run(capsys, 'fit', '--arch', '{"w0": 24,')
+    assert code == 2 and 'is not valid JSON' in err
 
 
 def _write_study(folder, trials):
@@ -133,18 +135,22 @@ def test_edf_percent_metric_and_plot(capsys, tmp_path):
 
 def test_edf_errors_are_one_line(capsys, tmp_path):
     code, _, err = run(capsys, 'edf', tmp_path / 'missing.json', '--metric', 'mIoU')
-    assert code == 2 and err.startswith('error: ') and err.count('\n') == 1
+    assert code == 1 and err.startswith('error: ') and 'not found' in err
+    assert err.count('\n') == 1
     bad = tmp_path / 'bad.json'
     bad.write_text('{not json')
     code, _, err = run(capsys, 'edf', bad, '--metric', 'mIoU')
-    assert code == 2 and err.startswith('error: ')
+    assert code == 1 and err.startswith('error: ') and 'not valid JSON' in err
     a = _write_study(tmp_path / 'a', [_trial(0, 'done', 100, 0.3), _trial(1, 'done', 300, 0.4)])
     code, _, err = run(capsys, 'edf', a, '--metric', 'coco/bbox_mAP', '--normalize', 'flops',
                        '--bins', 3)
-    assert code == 2 and 'complexity bin 1' in err and 'is empty' in err
+    assert code == 1 and 'complexity bin 1' in err and 'is empty' in err
     c = _write_study(tmp_path / 'c', [_trial(0, 'done', 100, 0.3, key='my/score')])
     code, _, err = run(capsys, 'edf', c, '--metric', 'my/score')
-    assert code == 2 and "pass scale='fraction'" in err
+    assert code == 1 and "pass scale='fraction'" in err
+    pending = _write_study(tmp_path / 'p', [_trial(0, 'pending', 100)])
+    code, _, err = run(capsys, 'edf', pending, '--metric', 'mIoU')
+    assert code == 1 and 'no done trial to compare' in err
     code, out, _ = run(capsys, 'edf', c, '--metric', 'my/score', '--scale', 'fraction', '--json')
     assert code == 0 and json.loads(out)['studies'][0]['errors'] == pytest.approx([70.0])
 
@@ -215,9 +221,9 @@ def test_scale_to_flops_at_a_detection_size(capsys):
 
 def test_scale_errors_are_one_line(capsys):
     code, _, err = run(capsys, 'scale', 'regnetx_3.2gf', '--flops', 0.3e9, '--strategy', 'd')
-    assert code == 2 and err.startswith('error: cannot scale') and err.count('\n') == 1
+    assert code == 1 and err.startswith('error: cannot scale') and err.count('\n') == 1
     code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--strategy', 'q1')
-    assert code == 2 and 'cannot read scaling strategy' in err
+    assert code == 1 and 'cannot read scaling strategy' in err
     code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'x.py')
     assert code == 2 and '--config and --out go together' in err
     code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'x.py',
@@ -225,7 +231,7 @@ def test_scale_errors_are_one_line(capsys):
     assert code == 2 and 'one --out PATH per CONFIG' in err
     code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--config', 'missing.py',
                        '--out', 'x_out.py')
-    assert code == 2 and err == 'error: config file not found: missing.py\n'
+    assert code == 1 and err == 'error: config file not found: missing.py\n'
     code, _, err = run(capsys, 'scale', 'regnetx_400mf', '--factor', 2, '--flops', 1e9)
     assert code == 2 and 'not allowed with' in err
 

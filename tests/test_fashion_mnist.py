@@ -12,13 +12,13 @@
   padded with zeros at the bottom and right to 32x32, its normalisation is the training set's own
   mean / std, the backbone's last map is 2x2 (32 / 2 (stem) / 1 / 2 / 2 / 2), and two trials of a
   study on a slice of the real files train a few iterations one after the other in one
-  long-lived worker (regnet_backbone.study.workers), each logging a top-1 accuracy.
+  long-lived worker of the local executor (regnet_backbone.study.executors), each logging a
+  top-1 accuracy.
 """
 import os
 import os.path as osp
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -136,7 +136,8 @@ def test_missing_package_is_one_error_naming_apt(tmp_path):
 
 
 def _recipe(data_root, **options):
-    from regnet_backbone.runtime.engine import load_config, use_data_root
+    from regnet_backbone.runtime.config import load_config
+    from regnet_backbone.runtime.datasets import use_data_root
     cfg = load_config(RECIPE, options or None)
     use_data_root(cfg, data_root)
     return cfg
@@ -146,7 +147,7 @@ def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
     import torch
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS, MODELS
-    from regnet_backbone.runtime.engine import follow_channels
+    from regnet_backbone.runtime.config import follow_channels
     cfg = _recipe(data_root)
     from mmpretrain.datasets.mnist import read_image_file
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -172,11 +173,26 @@ def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
     assert tuple(features[-1].shape) == (2, model.backbone.spec.widths[-1], 2, 2)
 
 
+# The package's train CLI, recording which process ran it.
+TRAIN_IN_PID = '''
+import os
+from regnet_backbone.runtime.train import main as train
+
+
+def main(argv):
+    with open(os.path.join(os.path.dirname(argv[0]), 'pid'), 'w') as f:
+        f.write(str(os.getpid()))
+    return train(argv)
+'''
+
+
 def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
     from regnet_backbone import study
     from regnet_backbone.study.attempt import Attempt
+    from regnet_backbone.study.executors import LocalBackend
     from regnet_backbone.study.layout import trial_dir
-    from regnet_backbone.study.workers import WorkerBackend
+    tool = tmp_path / 'train_in_pid.py'
+    tool.write_text(TRAIN_IN_PID)
     # A slice: 3 steps of 16 of the first 128 training images, tested on the first 64.
     options = {'train_cfg.max_iters': 3, 'train_dataloader.batch_size': 16,
                'train_dataloader.dataset.indices': 128, 'val_dataloader.dataset.indices': 64,
@@ -187,20 +203,18 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
     attempts = [Attempt(study=work, trial=t['trial'], number=1,
                         config=osp.join(trial_dir(work, t['trial']), 'config.py'),
                         work_dir=osp.join(trial_dir(work, t['trial']), 'work'),
-                        train_tool=osp.join(ROOT, 'tools', 'train.py'),
-                        python=sys.executable, threads=1, cwd=ROOT,
-                        metric=s['metric'])
+                        train_tool=str(tool), threads=1, cwd=ROOT, metric=s['metric'])
                 for t in s['trials']]
-    backend = WorkerBackend(jobs=1)
+    backend = LocalBackend(jobs=1)
     try:
         outcomes = [h.result(timeout=600) for h in backend.submit(attempts)]
-        workers = list(backend._all)
     finally:
         backend.close()
     for outcome in outcomes:
         assert outcome['ok'], outcome['error']
         assert 0 <= outcome['metrics']['accuracy/top1'] <= 100
-    assert len(workers) == 1 and workers[0].trials == 2
+    pids = {int(open(osp.join(osp.dirname(a.config), 'pid')).read()) for a in attempts}
+    assert len(pids) == 1 and pids != {os.getpid()}
     from regnet_backbone.runtime.logs import read_scalars
     for a in attempts:
         train_log, val_log = read_scalars(a.work_dir)
@@ -210,7 +224,7 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
 
 def test_make_study_demo_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
     """`tools/study.py demo` (what `make study` runs), shrunk: 2 samples a space plus 1 rerun,
-    4 steps of 8 images each, through the long-lived workers; it prints the verdict and where
+    4 steps of 8 images each, through the local executor; it prints the verdict and where
     the report, summary.json and the EDF picture are."""
     import json
     out = tmp_path / 'study'

@@ -1,5 +1,6 @@
-"""tools/gpu_check.sh: the CPU path (tiny sizes) runs end to end, reports tests/gpu as not run
-(no CUDA) and writes its report; the CUDA tests' reference is the published network (timm's,
+"""tools/gpu_check.sh: the CPU path (tiny sizes) runs end to end (slow: ``make test-slow``),
+reports tests/gpu as not run (no CUDA) and writes its report; the environment phase alone and a
+missing CUDA device are reported; the CUDA tests' reference is the published network (timm's,
 same weights); each of their cases catches the fault it is there for (planted and measured on
 the CPU, where every case but float64-vs-float64 compares two different computations); the
 offline install picks only missing packages and carries what pytest needs."""
@@ -31,6 +32,32 @@ def _cases():
     return _load('tests/gpu/test_equivalence.py', 'gpu_equivalence')
 
 
+def _gpu_check(run_tool, tmp_path, *args, **env):
+    """tools/gpu_check.py with ``args``, its report in tmp_path/report: (process, report)."""
+    out = tmp_path / 'report'
+    run = run_tool(ROOT / 'tools/gpu_check.py', *args, '--out', out, '--wheels', tmp_path / 'none',
+                   env=env)
+    return run, json.loads((out / 'gpu_check.json').read_text())
+
+
+def test_environment_phase_alone_writes_the_report(tmp_path, run_tool, explain):
+    run, report = _gpu_check(run_tool, tmp_path, '--device', 'cpu', '--tiny', '--skip',
+                             'equivalence', 'onnx', 'families', 'benchmark')
+    assert run.returncode == 0, explain(run)
+    assert report['passed'] and report['device'] == 'cpu' and not report['errors']
+    assert set(report['phases']) == {'environment'}
+    assert report['environment']['found_before']['torch'] == torch.__version__.split('+')[0]
+    assert '## Environment' in (tmp_path / 'report' / 'gpu_check.md').read_text()
+
+
+def test_a_missing_cuda_device_fails_the_check_with_the_reason(tmp_path, run_tool, explain):
+    run, report = _gpu_check(run_tool, tmp_path, '--device', 'cuda', CUDA_VISIBLE_DEVICES='')
+    assert run.returncode == 1, explain(run)
+    assert not report['passed'] and 'torch sees no CUDA device' in report['errors']['device']
+    assert 'Traceback' not in run.stderr and set(report['phases']) == {'environment'}
+
+
+@pytest.mark.slow
 def test_cpu_path_end_to_end(tmp_path):
     out = tmp_path / 'report'
     env = {k: v for k, v in os.environ.items() if k != 'OUT'}

@@ -17,7 +17,7 @@ import torch
 from regnet_backbone import RegNetBackbone
 from regnet_backbone.benchmark import relative_error
 from regnet_backbone.deploy import (DeployError, MissingDependencyError, NonStandardOpError,
-                                    build_backbone, check_standard_ops, export_onnx,
+                                    check_standard_ops, export_onnx, load_for_export,
                                     onnxruntime_session)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_dynamic_export_matches_pytorch(tmp_path, fold):
 
 
 def test_out_indices_name_the_outputs(tmp_path):
-    model = build_backbone(arch=ARCH, out_indices=(1, 3))
+    model = load_for_export(arch=ARCH, out_indices=(1, 3))
     report = export_onnx(model, tmp_path / 'two.onnx', (1, 3, 64, 64))
     session = onnxruntime_session(str(tmp_path / 'two.onnx'))
     assert [o.name for o in session.get_outputs()] == ['stage1', 'stage3'] == report.output_names
@@ -133,7 +133,7 @@ def _block_import(monkeypatch, blocked):
 
 @pytest.mark.parametrize('blocked', ['onnx', 'onnxruntime'])
 def test_missing_onnx_is_a_clear_error(tmp_path, monkeypatch, blocked):
-    model = build_backbone(arch=ARCH)
+    model = load_for_export(arch=ARCH)
     path = tmp_path / 'm.onnx'
     if blocked == 'onnxruntime':
         export_onnx(model, path, (1, 3, 64, 64))
@@ -170,6 +170,6 @@ def test_cli_errors_are_one_line(tmp_path, run_tool):
 
 def test_build_needs_exactly_one_source():
     with pytest.raises(DeployError):
-        build_backbone()
+        load_for_export()
     with pytest.raises(DeployError):
-        build_backbone(arch=ARCH, config='x.py')
+        load_for_export(arch=ARCH, config='x.py')

@@ -19,46 +19,52 @@ NOT_SOURCE = shutil.ignore_patterns('.git', '__pycache__', '*.egg-info', 'build'
                                     'work_dirs', 'data', '.mim', '*.pth', 'gpu_check')
 
 
-def _run(cmd, **kwargs):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
-    assert proc.returncode == 0, f'{cmd}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}'
-    return proc.stdout
+@pytest.fixture(scope='module')
+def outside(run_tool):
+    """``outside(*args, python=sys.executable, cwd=ROOT)``: conftest's ``run_tool`` with no
+    ``PYTHONPATH`` (what an installed package sees), required to exit 0; returns stdout."""
+    def run(*args, python=sys.executable, cwd=ROOT):
+        return run_tool(*args, python=python, cwd=cwd, checkout_on_path=False, check=True).stdout
+    return run
 
 
 @pytest.fixture(scope='module')
-def installed(tmp_path_factory):
+def installed(tmp_path_factory, outside):
     """A venv whose only own package is our wheel; the stack (torch, mmcv, mmengine, ...) is
     this environment's, reached through a ``.pth`` line, as in a user's existing environment."""
     tmp = tmp_path_factory.mktemp('wheel')
     source = tmp / 'source'
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE, symlinks=True)
-    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
-          tmp / 'dist', source], cwd=tmp)
+    outside('-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', tmp / 'dist',
+            source, cwd=tmp)
     wheel, = (tmp / 'dist').glob('regnet_backbone-*.whl')
     venv = tmp / 'venv'
-    _run([getattr(sys, '_base_executable', sys.executable), '-m', 'venv', '--without-pip', venv])
+    outside('-m', 'venv', '--without-pip', venv,
+            python=getattr(sys, '_base_executable', sys.executable))
     python = venv / 'bin' / 'python'
-    purelib = Path(_run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'])
-                   .strip())
+    purelib = Path(outside('-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])',
+                           python=python).strip())
     (purelib / 'existing_stack.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
     # --no-index: nothing may be downloaded; --no-deps: the stack's own (editable) record of
     # this package must not count as installed. The requirements are checked below.
-    _run([sys.executable, '-m', 'pip', '--python', python, 'install', '-q', '--no-index',
-          '--no-deps', wheel], cwd=tmp)
+    outside('-m', 'pip', '--python', python, 'install', '-q', '--no-index', '--no-deps', wheel,
+            cwd=tmp)
     work = tmp / 'outside'
     work.mkdir()
     return python, purelib, work
 
 
-def _python(installed, code):
+@pytest.fixture(scope='module')
+def in_venv(installed, outside):
+    """``in_venv(CODE)``: run Python code (dedented) with the venv's Python outside the
+    checkout; returns stdout."""
     python, _, work = installed
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    return _run([python, '-c', textwrap.dedent(code)], cwd=work, env=env)
+    return lambda code: outside('-c', textwrap.dedent(code), python=python, cwd=work)
 
 
-def test_the_wheel_imports_from_site_packages_and_leaves_the_stack_alone(installed):
+def test_the_wheel_imports_from_site_packages_and_leaves_the_stack_alone(installed, in_venv):
     _, purelib, _ = installed
-    out = _python(installed, '''
+    out = in_venv('''
         import importlib.metadata as md, mmengine, torch, regnet_backbone
         from packaging.requirements import Requirement
         print(regnet_backbone.__file__)
@@ -81,7 +87,8 @@ def test_the_wheel_imports_from_site_packages_and_leaves_the_stack_alone(install
     assert own == {'regnet_backbone'}, own
 
 
-def test_the_wheel_ships_configs_and_tools_and_they_run_outside_the_checkout(installed, tmp_path):
+def test_the_wheel_ships_configs_and_tools_and_they_run_outside_the_checkout(installed, in_venv,
+                                                                          outside, tmp_path):
     python, purelib, work = installed
     mim = purelib / 'regnet_backbone' / '.mim'
     shipped = {p.relative_to(mim / 'configs') for p in (mim / 'configs').rglob('*.py')}
@@ -92,12 +99,11 @@ def test_the_wheel_ships_configs_and_tools_and_they_run_outside_the_checkout(ins
     # backbone, gives torchvision's stage outputs.
     reference = torchvision.models.regnet_x_400mf().eval()
     torch.save(reference.state_dict(), tmp_path / 'tv.pth')
-    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    _run([python, mim / 'tools' / 'convert_pretrained.py', tmp_path / 'tv.pth',
-          tmp_path / 'ours.pth'], cwd=work, env=env)
+    outside(mim / 'tools' / 'convert_pretrained.py', tmp_path / 'tv.pth', tmp_path / 'ours.pth',
+            python=python, cwd=work)
     x = torch.randn(1, 3, 64, 64)
     torch.save(x, tmp_path / 'x.pth')
-    _python(installed, f'''
+    in_venv(f'''
         import torch
         from mmengine.config import Config
         from mmengine.registry import MODELS
@@ -119,11 +125,10 @@ def test_the_wheel_ships_configs_and_tools_and_they_run_outside_the_checkout(ins
     assert torch.allclose(torch.load(tmp_path / 'out.pth'), expected, atol=1e-4)
 
 
-def test_the_train_command_of_studies_is_in_the_package(installed):
+def test_the_train_command_of_studies_is_in_the_package(installed, outside):
     from regnet_backbone.study.layout import DEFAULT_TRAIN_TOOL
     python, _, work = installed
-    out = _run([python, '-m', DEFAULT_TRAIN_TOOL, '--help'], cwd=work,
-               env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})
+    out = outside('-m', DEFAULT_TRAIN_TOOL, '--help', python=python, cwd=work)
     assert '--resume' in out
 
 

@@ -21,7 +21,7 @@ CLS_CONFIGS = ['regnetx_400mf_8xb128_in1k.py', 'regnetx_3.2gf_8xb64_in1k.py',
 
 
 def _load(name, **options):
-    from regnet_backbone.runtime.engine import load_config
+    from regnet_backbone.runtime.config import load_config
     return load_config(osp.join(ROOT, 'configs', name), options or None)
 
 
@@ -31,12 +31,15 @@ def test_mmpretrain_registry_builds_ours_and_keeps_its_regnet():
     from mmpretrain.models.backbones import RegNet as MmpretrainRegNet
     from mmpretrain.registry import MODELS
 
+    from mmengine.registry import DefaultScope
+
     from regnet_backbone import RegNetBackbone
-    model = MODELS.build(dict(type='RegNetBackbone', arch='regnetx_400mf', out_indices=(3, )))
-    assert type(model) is RegNetBackbone
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # as mmpretrain's Runner builds
+        model = MODELS.build(dict(type='RegNetBackbone', arch='regnetx_400mf'))
+        theirs = MODELS.build(dict(type='RegNet', arch='regnetx_400mf'))
+    assert type(model) is RegNetBackbone and type(theirs) is MmpretrainRegNet
     assert MODELS.get('RegNet') is MmpretrainRegNet
-    theirs = MODELS.build(dict(type='RegNet', arch='regnetx_400mf'))
-    assert type(theirs) is MmpretrainRegNet
+    assert model.out_indices == tuple(theirs.out_indices)  # mmpretrain's default, (3, )
 
 
 #: What ``import regnet_backbone`` registers in mmengine's root registries (which mmdet's, mmseg's
@@ -99,15 +102,15 @@ def test_recipe_follows_pycls():
 @pytest.mark.parametrize('name', CLS_CONFIGS)
 def test_classification_config_builds_and_steps(name):
     import regnet_backbone  # noqa: F401
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
 
     from regnet_backbone import RegNetBackbone
     cfg = _load(name)
     assert cfg.default_scope == 'mmpretrain'
-    init_default_scope('mmpretrain')
-    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
     assert isinstance(model.backbone, RegNetBackbone)
     assert model.backbone.out_channels[-1] == cfg.model.head.in_channels
     num_classes = cfg.model.head.num_classes
@@ -134,8 +137,8 @@ def test_synthetic_classification_images_show_their_class(monkeypatch):
     # On a flat black background with white shapes, the class must be readable off the pixels:
     # as many connected blobs as the class says (shapes never touch), of the class's shape.
     from regnet_backbone.demo import classification as gen
-    monkeypatch.setattr(gen, '_background', lambda rng, size: np.zeros((size, size, 3)))
-    monkeypatch.setattr(gen, '_shape_colour', lambda rng, image: np.full(3, 255.0))
+    monkeypatch.setattr(gen, 'background', lambda rng, size: np.zeros((size, size, 3)))
+    monkeypatch.setattr(gen, 'shape_colour', lambda rng, image: np.full(3, 255.0))
     seen = set()
     for index in range(60):
         image, label = gen.render_image(3, 'train', index, 64)
@@ -231,7 +234,8 @@ def test_classifier_checkpoint_round_trip_into_mask_rcnn(cls_run, tmp_path, run_
     from mmengine.registry import DefaultScope
     from mmengine.runner import load_checkpoint
 
-    from regnet_backbone.runtime.engine import allow_runner_checkpoints, load_config
+    from regnet_backbone.checkpoints.io import allow_runner_checkpoints
+    from regnet_backbone.runtime.config import load_config
     source = cls_run['work'] / 'epoch_2.pth'
     out = tmp_path / 'ckpt' / 'regnetx_200mf_cls.pth'  # the folder does not exist yet
     proc = run_tool(CONVERT, source, out)

@@ -6,6 +6,7 @@ tests/test_tools.py, next to the run they reuse.
 import inspect
 import io
 import json
+import logging
 import os
 import os.path as osp
 import signal
@@ -23,6 +24,17 @@ from regnet_backbone.checkpoints import (ArchitectureMismatchError, CheckpointEr
                                          CheckpointReadError, UnsafeCheckpointError,
                                          convert_file, read_checkpoint, write_atomic)
 from regnet_backbone.demo.synthetic import MARKER, OutputFolderError, make_synthetic_coco
+from regnet_backbone.runtime import cli
+from regnet_backbone.runtime.config import configure_testing, configure_training, load_config
+from regnet_backbone.runtime.engine import build_runner, train
+from regnet_backbone.runtime.errors import (CheckpointRefusedError, ConfigError,
+                                            PretrainedNotFoundError, WorkDirLockedError)
+from regnet_backbone.runtime.hooks.atomic_checkpoint import (AtomicCheckpointHook,
+                                                             AtomicLocalBackend,
+                                                             last_complete_checkpoint)
+from regnet_backbone.runtime.lock import LOCK_FILE, WorkDirLock
+from regnet_backbone.runtime.runner import RegNetRunner
+from regnet_backbone.runtime.strict_loading import resume_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERT = osp.join(ROOT, 'tools', 'convert_pretrained.py')
@@ -97,10 +109,9 @@ def test_defaults_match_mmdet_regnet():
             'with_cp', 'stem_channels', 'in_channels', 'style', 'init_cfg'} <= shared
     for name in sorted(shared):
         want, have = theirs[name].default, ours[name].default
-        if name in ('strides', 'dilations') and have is None:  # None: one entry per stage
-            have = RegNetBackbone('regnetx_400mf').strides if name == 'strides' else \
-                RegNetBackbone('regnetx_400mf').dilations
-            want = tuple(want)
+        if have is None and want is not None:  # resolved when built (per stage, per codebase)
+            have = getattr(RegNetBackbone('regnetx_400mf'), name)
+            want = tuple(want) if isinstance(want, list) else want
         assert have == want, f'{name}: ours {have!r}, mmdet {want!r}'
     mmdet_model = RegNet('regnetx_400mf')
     ours_model = RegNetBackbone('regnetx_400mf')
@@ -165,16 +176,26 @@ def test_partial_loading_is_an_explicit_opt_in(backbone_file):
 
 
 # --- item 1/3: checkpoints given to the Runner, in process ----------------------------------------
+DET_CONFIG = osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py')
+
+
 def _det_cfg(**overrides):
-    from regnet_backbone.runtime import engine
-    cfg = engine.load_config(osp.join(ROOT, 'configs', 'mask_rcnn_regnetx_3.2gf_fpn.py'),
-                             dict(overrides))
-    return cfg
+    return load_config(DET_CONFIG, dict(overrides))
 
 
-def test_unreadable_checkpoints_are_one_line_errors(tmp_path, backbone_file):
-    from regnet_backbone.runtime import engine
-    cfg = _det_cfg()
+@pytest.fixture(scope='module')
+def det_runner(tmp_path_factory, backbone_file):
+    """The RegNetRunner tools/train.py builds for a regnetx_400mf Mask R-CNN whose ``load_from``
+    is the bare regnetx_200mf backbone file (built once; no data is read, no weights loaded)."""
+    cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_400mf', 'model.backbone.init_cfg': None,
+                      'load_from': str(backbone_file)})
+    configure_training(cfg, DET_CONFIG, work_dir=str(tmp_path_factory.mktemp('runner')))
+    runner = build_runner(cfg)
+    assert isinstance(runner, RegNetRunner)
+    return runner
+
+
+def test_unreadable_checkpoints_are_one_line_errors(tmp_path, backbone_file, det_runner):
     truncated = tmp_path / 'truncated.pth'
     truncated.write_bytes(backbone_file.read_bytes()[:5000])
 
@@ -188,83 +209,88 @@ def test_unreadable_checkpoints_are_one_line_errors(tmp_path, backbone_file):
     random.write_bytes(os.urandom(4096))
     for path, needle in ((truncated, 'not a readable checkpoint'), (evil, 'could run code'),
                          (random, 'not a checkpoint')):
-        with pytest.raises(engine.CheckpointRefusedError) as info:
-            engine.check_checkpoint_fits(cfg, str(path), shapes={})
+        with pytest.raises(CheckpointRefusedError) as info:
+            det_runner.load_checkpoint(str(path))
         message = str(info.value)
         assert needle in message and '\n' not in message and 'weights_only=False' not in message
 
 
-def test_resume_needs_a_runner_checkpoint_and_a_live_pointer(tmp_path, backbone_file):
-    from regnet_backbone.runtime import engine
+def test_resume_needs_a_runner_checkpoint_and_a_live_pointer(tmp_path, backbone_file, det_runner):
+    with pytest.raises(CheckpointRefusedError, match='not a training checkpoint'):
+        det_runner.resume(str(backbone_file))
     cfg = _det_cfg()
-    with pytest.raises(engine.CheckpointRefusedError, match='not a training checkpoint'):
-        engine.check_checkpoint_fits(cfg, str(backbone_file), resume=True, shapes={})
     cfg.work_dir, cfg.resume, cfg.load_from = str(tmp_path), True, None
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_8.pth'))
-    with pytest.raises(engine.CheckpointRefusedError, match='iter_8.pth, which no longer exists'):
-        engine.resume_checkpoint(cfg)
+    with pytest.raises(CheckpointRefusedError, match='iter_8.pth, which no longer exists'):
+        resume_checkpoint(cfg)
 
 
-def test_misfit_message_counts_and_names_the_architecture(backbone_file):
-    from regnet_backbone.runtime import engine
-    cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_400mf'})
-    shapes = {f'backbone.{k}': tuple(v.shape)
-              for k, v in RegNetBackbone('regnetx_400mf').state_dict().items()}
-    shapes['neck.fpn_convs.0.conv.weight'] = (256, 256, 3, 3)
-    with pytest.raises(engine.CheckpointRefusedError) as info:
-        engine.check_checkpoint_fits(cfg, str(backbone_file), shapes=shapes)
+def test_load_from_is_strict_and_the_misfit_message_names_both_architectures(det_runner):
+    """``load_from`` (mmengine loads it with strict=False) is checked against the model the
+    Runner built; the one line counts what does not fit and names both architectures."""
+    with pytest.raises(CheckpointRefusedError) as info:
+        det_runner.load_or_resume()
     message = str(info.value)
-    assert '\n' not in message
-    assert f'{len(shapes)} missing' in message  # no name has the backbone. prefix
+    assert '\n' not in message and 'does not fit the model' in message
+    assert f'{len(det_runner.model.state_dict())} missing' in message  # no backbone. prefix
     assert 'unexpected (stem.conv.weight' in message
     assert 'regnetx_200mf' in message and 'regnetx_400mf' in message
     assert "model.backbone.init_cfg=dict(type='Pretrained'" in message
     assert 'partial_load=True' in message
-    cfg.partial_load = True  # the opt-in: a warning line instead
-    warnings = engine.check_checkpoint_fits(cfg, str(backbone_file), shapes=shapes)
-    assert len(warnings) == 1 and 'partial_load=True' in warnings[0]
 
 
-def test_load_from_is_strict(backbone_file):
-    """``load_from`` (mmengine loads it with strict=False) is checked against the built model."""
-    from regnet_backbone.runtime import engine
-    cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_200mf'})
-    cfg.load_from, cfg.resume = str(backbone_file), False
-    with pytest.raises(engine.CheckpointRefusedError, match='does not fit the model'):
-        engine.check_loads(cfg)
-
-
-# --- item 6 / 3: in_channels follow the arch; a misspelled arch is a ConfigError -----------------
-def test_configure_sets_in_channels_from_arch_and_refuses_unknown_arch(tmp_path):
-    from regnet_backbone.runtime import engine
-    cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_400mf'})
-    assert list(cfg.model.neck.in_channels) == [96, 192, 432, 1008]  # the shipped 3.2GF values
-    engine.configure_training(cfg, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py',
-                              work_dir=str(tmp_path))
-    assert list(cfg.model.neck.in_channels) == list(RegNetBackbone('regnetx_400mf').out_channels)
-    seg = engine.load_config(
-        osp.join(ROOT, 'configs', 'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py'),
-        {'model.backbone.arch': 'regnety_400mf'})
-    engine.configure_testing(seg, 'x.py', str(__file__))
-    assert list(seg.model.decode_head.in_channels) == [48, 104, 208, 440]
-    assert seg.model.auxiliary_head.in_channels == 208
-    bad = _det_cfg(**{'model.backbone.arch': 'regnetx_3.2gg'})
-    with pytest.raises(engine.ConfigError) as info:
-        engine.configure_training(bad, 'x.py', work_dir=str(tmp_path))
-    assert "unknown RegNet arch 'regnetx_3.2gg'" in str(info.value)
-    assert '\n' not in str(info.value)
+def test_partial_load_is_a_warning_line(det_runner, backbone_file):
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    det_runner.logger.addHandler(handler)
+    det_runner.cfg.partial_load = True  # the opt-in: a warning line instead
+    try:
+        det_runner.load_checkpoint(str(backbone_file))
+    finally:
+        det_runner.cfg.partial_load = False
+        det_runner.logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records if 'partial_load=True' in r.getMessage()]
+    assert len(lines) == 1 and 'does not fit the model' in lines[0]
 
 
 def test_missing_pretrained_names_the_converter_and_the_docs(tmp_path, monkeypatch):
-    from regnet_backbone.runtime import engine
-    monkeypatch.chdir(tmp_path)  # a fresh clone: no checkpoints/
+    """tools/train.py's run refuses a missing ``init_cfg`` file before it builds or writes
+    anything."""
+    monkeypatch.chdir(tmp_path)  # a fresh clone with the data in place, but no checkpoints/
+    for path in ('annotations/instances_train2017.json', 'annotations/instances_val2017.json'):
+        (tmp_path / 'data' / 'coco' / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'data' / 'coco' / path).write_text('{}')
+    for folder in ('train2017', 'val2017'):
+        (tmp_path / 'data' / 'coco' / folder).mkdir()
     cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_400mf'})
-    with pytest.raises(engine.PretrainedNotFoundError) as info:
-        engine.check_pretrained(cfg)
+    configure_training(cfg, DET_CONFIG, work_dir=str(tmp_path / 'work'))
+    with pytest.raises(PretrainedNotFoundError) as info:
+        train(cfg, DET_CONFIG)
     message = str(info.value)
     assert '\n' not in message and 'checkpoints/regnetx_3.2gf_rgb.pth' in message
     assert 'tools/convert_pretrained.py' in message and 'docs/pretrained.md' in message
     assert 'model.backbone.init_cfg.checkpoint=checkpoints/regnetx_400mf_rgb.pth' in message
+    assert not (tmp_path / 'work').exists()
+
+
+# --- item 6 / 3: in_channels follow the arch; a misspelled arch is a ConfigError -----------------
+def test_configure_sets_in_channels_from_arch_and_refuses_unknown_arch(tmp_path):
+    cfg = _det_cfg(**{'model.backbone.arch': 'regnetx_400mf'})
+    assert list(cfg.model.neck.in_channels) == [96, 192, 432, 1008]  # the shipped 3.2GF values
+    configure_training(cfg, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py', work_dir=str(tmp_path))
+    assert list(cfg.model.neck.in_channels) == list(RegNetBackbone('regnetx_400mf').out_channels)
+    seg = load_config(
+        osp.join(ROOT, 'configs', 'upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py'),
+        {'model.backbone.arch': 'regnety_400mf'})
+    configure_testing(seg, 'x.py', str(__file__))
+    assert list(seg.model.decode_head.in_channels) == [48, 104, 208, 440]
+    assert seg.model.auxiliary_head.in_channels == 208
+    bad = _det_cfg(**{'model.backbone.arch': 'regnetx_3.2gg'})
+    with pytest.raises(ConfigError) as info:
+        configure_training(bad, 'x.py', work_dir=str(tmp_path))
+    assert "unknown RegNet arch 'regnetx_3.2gg'" in str(info.value)
+    assert '\n' not in str(info.value)
 
 
 # --- item 2: safe writes -------------------------------------------------------------------------
@@ -356,27 +382,24 @@ def test_generator_writes_only_into_its_own_folders(tmp_path, run_tool):
 
 
 def test_work_dir_lock_refuses_a_second_holder_and_takes_over_a_stale_lock(tmp_path):
-    from regnet_backbone.runtime import engine
-    first = engine.WorkDirLock(str(tmp_path), 'a.py').acquire()
-    info = json.loads((tmp_path / engine.LOCK_FILE).read_text())
+    first = WorkDirLock(str(tmp_path), 'a.py').acquire()
+    info = json.loads((tmp_path / LOCK_FILE).read_text())
     assert info['pid'] == os.getpid() and info['config'] == 'a.py'
-    with pytest.raises(engine.WorkDirLockedError, match=f'PID {os.getpid()}'):
-        engine.WorkDirLock(str(tmp_path)).acquire()
+    with pytest.raises(WorkDirLockedError, match=f'PID {os.getpid()}'):
+        WorkDirLock(str(tmp_path)).acquire()
     first.release()
-    assert not (tmp_path / engine.LOCK_FILE).exists()
+    assert not (tmp_path / LOCK_FILE).exists()
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
-    (tmp_path / engine.LOCK_FILE).write_text(json.dumps(dict(pid=dead.pid, host='x')))
-    with engine.WorkDirLock(str(tmp_path)) as lock:  # stale: nobody holds the flock
+    (tmp_path / LOCK_FILE).write_text(json.dumps(dict(pid=dead.pid, host='x')))
+    with WorkDirLock(str(tmp_path)) as lock:  # stale: nobody holds the flock
         assert lock.taken_over['pid'] == dead.pid
-        assert json.loads((tmp_path / engine.LOCK_FILE).read_text())['pid'] == os.getpid()
+        assert json.loads((tmp_path / LOCK_FILE).read_text())['pid'] == os.getpid()
 
 
 # --- item 3: Ctrl-C during a save, and the CLI's error handling ----------------------------------
 def test_ctrl_c_during_a_save_finishes_the_save_then_stops(tmp_path):
     from mmengine.logging import MessageHub
-
-    from regnet_backbone.runtime import engine
 
     class Runner:
         work_dir = str(tmp_path)
@@ -386,21 +409,20 @@ def test_ctrl_c_during_a_save_finishes_the_save_then_stops(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the save
             replace_bytes(osp.join(out_dir, filename), b'complete checkpoint')
 
-    hook = engine.AtomicCheckpointHook(interval=1, by_epoch=False)
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False)
     hook.out_dir, hook.args = str(tmp_path), {}
-    hook.file_backend = engine.AtomicLocalBackend()
+    hook.file_backend = AtomicLocalBackend()
     hook.keep_ckpt_ids = []
     before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN when the suite
     with pytest.raises(KeyboardInterrupt):    # runs as a background job
         hook._save_checkpoint_with_step(Runner(), 3, {})
     assert (tmp_path / 'iter_3.pth').read_bytes() == b'complete checkpoint'
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
-    assert engine.last_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_3.pth')
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_3.pth')
     assert signal.getsignal(signal.SIGINT) is before  # the save's own handler is gone again
 
 
 def test_cli_turns_user_errors_and_interrupts_into_one_line(capsys, monkeypatch):
-    from regnet_backbone.runtime import cli, engine
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
 
     def fail(error):
@@ -408,7 +430,7 @@ def test_cli_turns_user_errors_and_interrupts_into_one_line(capsys, monkeypatch)
             raise error
         return body
 
-    assert cli.run(fail(engine.ConfigError('bad arch'))) == 1
+    assert cli.run(fail(ConfigError('bad arch'))) == 1
     assert capsys.readouterr().err == 'error: bad arch\n'
     assert cli.run(fail(UnsafeCheckpointError('x.pth: refused'))) == 1
     assert capsys.readouterr().err == 'error: x.pth: refused\n'
@@ -423,11 +445,11 @@ def test_cli_turns_user_errors_and_interrupts_into_one_line(capsys, monkeypatch)
     assert capsys.readouterr().err == 'interrupted; resume with X\n'
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         cli.run(lambda: 1 / 0)
-    with pytest.raises(engine.ConfigError):  # --debug
-        cli.run(fail(engine.ConfigError('bad arch')), debug=True)
+    with pytest.raises(ConfigError):  # --debug
+        cli.run(fail(ConfigError('bad arch')), debug=True)
     monkeypatch.setenv(cli.DEBUG_ENV, '1')
-    with pytest.raises(engine.ConfigError):
-        cli.run(fail(engine.ConfigError('bad arch')))
+    with pytest.raises(ConfigError):
+        cli.run(fail(ConfigError('bad arch')))
 
 
 # --- item 4: the converter reads what our tools write --------------------------------------------

@@ -1,6 +1,6 @@
 """EDF, normalised EDF, bootstrap, KS distance, permutation tests, DKW band, random-search
-efficiency, seed noise and the reading of results.json, on small cases computed by hand
-(exact enumerations with itertools, closed forms)."""
+efficiency, seed noise, correlations and the reading of results.json, on small cases computed by
+hand (exact enumerations with itertools, closed forms)."""
 import itertools
 import json
 import math
@@ -8,20 +8,20 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from scipy.stats import pearsonr, spearmanr
 
 from regnet_backbone.design.results import (done_trials, errors_for, group_by_sample,
                                             load_results, metric_to_error, one_per_sample,
                                             partition_trials, seed_groups, study_name,
                                             usable_trials)
-from regnet_backbone.design.stats import (bin_weights, bootstrap_best, bootstrap_mean_diff,
-                                          correlation, dkw_band, dkw_epsilon, edf, ks_distance,
-                                          normalized_edf, permutation_test, pooled_sd,
-                                          random_search_efficiency)
+from regnet_backbone.study.stats import (bin_weights, bootstrap_best, bootstrap_mean_diff,
+                                         dkw_band, dkw_epsilon, ks_distance, normalized_edf,
+                                         permutation_test, pooled_sd, random_search_efficiency)
 
 
 def test_edf_counts_ties_and_reaches_one():
     # F(e) = (1/4) #{e_i <= e} on [3, 1, 2, 2]: F(1) = 1/4, F(2) = 3/4, F(3) = 1.
-    e, cdf = edf([3, 1, 2, 2])
+    e, cdf = dkw_band([3, 1, 2, 2])[:2]
     assert e.tolist() == [1, 2, 2, 3]
     assert cdf.tolist() == [0.25, 0.75, 0.75, 1.0]
 
@@ -69,16 +69,17 @@ def test_bootstrap_single_draw_is_uniform():
 
 def test_ks_distance_by_hand():
     # F_a at 1, 2, 3, 4: 1/3, 2/3, 1, 1; F_b: 0, 1/3, 2/3, 1 -> D = 1/3.
-    assert ks_distance([1, 2, 3], [2, 3, 4]) == pytest.approx(1 / 3)
-    assert ks_distance([1, 2, 3], [3, 1, 2]) == 0.0
-    assert ks_distance([1, 2], [3, 4]) == 1.0
+    ones = [1, 1, 1]
+    assert ks_distance([1, 2, 3], [2, 3, 4], ones, ones) == pytest.approx(1 / 3)
+    assert ks_distance([1, 2, 3], [3, 1, 2], ones, ones) == 0.0
+    assert ks_distance([1, 2], [3, 4], ones[:2], ones[:2]) == 1.0
     # Weights 3:1 on [1, 2]: F_a(1) = 0.75 against 0.5 unweighted.
-    assert ks_distance([1, 2], [1, 2], weights_a=[3, 1]) == pytest.approx(0.25)
+    assert ks_distance([1, 2], [1, 2], [3, 1], [1, 1]) == pytest.approx(0.25)
 
 
 def test_stats_reject_bad_input():
     with pytest.raises(ValueError, match='non-empty'):
-        edf([])
+        dkw_band([])
     with pytest.raises(ValueError, match='errors has 2 values but complexity has 1'):
         normalized_edf([1, 2], [1], bins=1)
 
@@ -177,14 +178,27 @@ def test_permutation_test_random_splits_use_b_plus_one_over_m_plus_one():
         result = permutation_test(a, b, statistic, permutations=999, seed=3)
         assert not result.exact and result.permutations == 999
         assert result.p_value == pytest.approx(1 / 1000)
-    # Forced random splits of a case with a known exact p (0.1 of 20 splits): the estimate
-    # (b + 1) / (m + 1) lies within 4 binomial standard deviations of it.
-    m = 4000
-    result = permutation_test([1, 2, 3], [4, 5, 6], 'ks', permutations=m, seed=0, exact_limit=0)
+    # Random splits of a case with an exact p known by enumeration (132 of C(12, 6) = 924
+    # splits, 1/7): with m = 800 < 924 splits drawn, the estimate (b + 1) / (m + 1) lies within
+    # 4 binomial standard deviations of it.
+    a, b, m = [1, 2, 3, 5, 6, 8], [4, 7, 9, 10, 11, 12], 800
+    expected, splits = _exact_p(a, b, _ks_by_hand)
+    assert (expected, splits) == (1 / 7, 924)
+    result = permutation_test(a, b, 'ks', permutations=m, seed=0)
     assert not result.exact and result.permutations == m
-    assert abs(result.p_value - (0.1 * m + 1) / (m + 1)) < 4 * math.sqrt(0.1 * 0.9 / m)
+    assert abs(result.p_value - (m / 7 + 1) / (m + 1)) < 4 * math.sqrt(1 / 7 * 6 / 7 / m)
     with pytest.raises(ValueError, match="'ks' or 'mean'"):
         permutation_test([1], [2], 'median')
+
+
+def test_permutation_test_counts_splits_that_tie_in_decimal_arithmetic():
+    # Pooled 69.79, 69.87 | 69.80, 69.82, 69.86 (total 349.14): a split with a-sum S has
+    # |mean(b) - mean(a)| = |349.14 / 3 - 5 S / 6|, as extreme as the data when |S - 139.656| >=
+    # |139.66 - 139.656|. The 10 pair sums are 139.59, .61, .62, .65, .66 (x2), .67, .68, .69,
+    # .73: all of them, p = 1. 69.80 + 69.86 ties with the data's 69.79 + 69.87 only in decimal
+    # arithmetic: in binary it rounds below it by more than scipy's own tolerance (p 0.9 there).
+    result = permutation_test([69.79, 69.87], [69.8, 69.82, 69.86], 'mean')
+    assert result.exact and result.permutations == 10 and result.p_value == 1.0
 
 
 def test_bootstrap_interval_of_the_difference_matches_the_exact_bootstrap():
@@ -260,14 +274,16 @@ def test_pooled_seed_sd_by_hand():
     assert pooled_sd([[1], [2]]) is None and pooled_sd([]) is None
 
 
-def test_correlation_by_hand():
-    assert correlation([1, 2, 3, 4], [3, 5, 7, 9]) == pytest.approx((1.0, 1.0))
-    r, rho = correlation([1, 2, 3, 4], [1, 8, 27, 64])  # monotone, not linear
-    assert rho == pytest.approx(1.0) and r < 0.99
+def test_correlation_conventions_the_report_uses():
+    """The report's Pearson r and Spearman rho are scipy's: these are the conventions it states."""
+    assert pearsonr([1, 2, 3, 4], [3, 5, 7, 9]).statistic == pytest.approx(1.0)
+    assert spearmanr([1, 2, 3, 4], [3, 5, 7, 9]).statistic == pytest.approx(1.0)
+    x, y = [1, 2, 3, 4], [1, 8, 27, 64]  # monotone, not linear
+    assert spearmanr(x, y).statistic == pytest.approx(1.0) and pearsonr(x, y).statistic < 0.99
     # ties get their average rank: x ranks [1, 2.5, 2.5, 4] against [1, 2, 3, 4] -> 3 / sqrt(10)
-    assert correlation([1, 2, 2, 3], [1, 2, 3, 4])[1] == pytest.approx(3 / math.sqrt(10))
-    with pytest.raises(ValueError, match='at least 2 pairs'):
-        correlation([1], [2])
+    assert spearmanr([1, 2, 2, 3], [1, 2, 3, 4]).statistic == pytest.approx(3 / math.sqrt(10))
+    with pytest.raises(ValueError, match='at least 2'):
+        pearsonr([1], [2])
 
 
 # --- one reader, one rule for a missing metric, one trial per sample ----------------------------

@@ -6,20 +6,24 @@
 * End to end through the CLI, on tiny generated data (64x64 images, 4 iterations): two studies
   (regnetx, anynetx_a) of 2 trials, one trial made to fail (an impossible ``out_indices``):
   it is retried, recorded as failed with its error, and the other trials finish. collect writes
-  results.json with the documented fields; a rerun skips every finished trial; an interrupted
-  trial resumes from its checkpoint (through submitit's local executor, the SLURM code path);
-  analyze writes the report and its PNGs.
+  results.json with the documented fields; a rerun skips every finished trial; Ctrl-C stops a
+  run (one line, exit 130, no worker left) and the same command resumes the interrupted trial
+  from its checkpoint; analyze writes the report and its PNGs.
 """
 import json
 import os
 import os.path as osp
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.demo.synthetic import make_synthetic_coco
 from regnet_backbone import study
-from regnet_backbone.runtime.engine import load_config
+from regnet_backbone.runtime.config import load_config
 from regnet_backbone.study import launch, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -217,19 +221,59 @@ def _state_files(dirs):
                   if p.endswith(('status.json', '.out', '.err', 'scalars.json')))
 
 
-def test_interrupted_trial_resumes_through_submitit(trained):
-    """A trial whose training was interrupted (checkpoint written, no status) is resumed with
-    --resume, here through submitit's local executor (the code path of --executor slurm)."""
+def _children(pid):
+    """The PIDs of the processes ``pid`` started (Linux)."""
+    with open(f'/proc/{pid}/task/{pid}/children') as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _running(pid) -> bool:
+    """Whether process ``pid`` runs (a zombie that nobody reaped yet does not)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rpartition(')')[2].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def test_ctrl_c_stops_the_run_and_the_same_command_resumes(trained, tool_env, run_tool, explain):
+    """Ctrl-C while a trial trains: one line, exit 130, no traceback, no worker left; the same
+    command resumes the trial from its checkpoint (here the last one: --resume, then done)."""
     dirs, _ = trained
     work = dirs['regnetx']
-    status_file = osp.join(work, 'trials', 'trial_000', 'status.json')
-    os.remove(status_file)
-    events = list(study.run(work, executor='submitit-local', jobs=1, threads=1, poll_s=0.5))
-    kinds = [(e.kind, e.trial) for e in events]
-    assert ('skip', 'trial_001') in kinds and ('done', 'trial_000') in kinds, kinds
+    folder = osp.join(work, 'trials', 'trial_000')
+    os.remove(osp.join(folder, 'status.json'))
+    err_file = osp.join(folder, 'attempt-1.err')
+    before = os.stat(err_file).st_mtime_ns
+    cmd = [STUDY_TOOL, 'run', work, '--jobs', 1, '--threads', 1]
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, cmd)], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when this suite runs as a background job (whose
+        # children inherit SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    while os.stat(err_file).st_mtime_ns == before and time.time() < deadline and \
+            proc.poll() is None:  # the worker started the attempt: its stderr is new
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, explain(subprocess.CompletedProcess(cmd, proc.returncode,
+                                                                       out, err))
+    assert err.strip().splitlines() == ['interrupted: run the same command again to resume']
+    deadline = time.time() + 30
+    while any(_running(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert workers and not any(_running(pid) for pid in workers)
+    assert layout.read_status(work, 'trial_000') is None
+
+    proc = run_tool(*cmd)
+    assert proc.returncode == 0, explain(proc)
+    assert '[study] regnetx/trial_001 finished earlier: skipped' in proc.stdout
+    assert '[study] regnetx/trial_000 done in' in proc.stdout
     status = layout.read_status(work, 'trial_000')
     assert status['status'] == 'done' and status['resumed'] is True
-    assert osp.isdir(osp.join(work, 'submitit'))  # submitit's job folders
 
 
 def test_analyze_writes_report_and_pictures(trained, tmp_path, run_tool, explain):
@@ -268,16 +312,15 @@ def _empty_study(folder):
 
 def test_a_second_run_on_a_study_is_refused_and_a_refusal_unlocks_the_others(tmp_path):
     a, b = _empty_study(tmp_path / 'a'), _empty_study(tmp_path / 'b')
-    train = osp.join(ROOT, 'tools', 'train.py')
     held = launch.StudyLock(b).acquire()
     try:
         with pytest.raises(study.StudyError) as e:
-            list(study.run([a, b], train_tool=train))
+            list(study.run([a, b]))
         assert str(e.value) == f'another `tools/study.py run` is running on {b}'
         # a was locked before b refused: its lock is free again, in this process too
-        assert list(study.run(a, train_tool=train)) == []
+        assert list(study.run(a)) == []
     finally:
         held.release()
-    assert list(study.run([a, b], train_tool=train)) == []
+    assert list(study.run([a, b])) == []
     assert not osp.exists(osp.join(a, launch.RUN_LOCK))  # released at the end of the run
 

@@ -16,7 +16,6 @@
 import json
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -26,7 +25,7 @@ from regnet_backbone.demo.synthetic import make_synthetic_coco
 from regnet_backbone.design.presets import resolve_arch
 from regnet_backbone.design.sampling import sample
 from regnet_backbone import study
-from regnet_backbone.runtime.engine import load_config
+from regnet_backbone.runtime.config import load_config
 from regnet_backbone.study import attempt, layout, recipe
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -340,8 +339,8 @@ def test_each_attempt_starts_at_the_first_unfinished_stage(two_stage, tmp_path, 
         calls.clear()
         return attempt.train_attempt(attempt.Attempt(
             study=copy, trial=name, number=1, config=osp.join(folder, 'config.py'),
-            work_dir=osp.join(folder, 'work'), train_tool='train.py', python=sys.executable,
-            metric='coco/bbox_mAP', pretrain_config=osp.join(folder, 'pretrain', 'config.py'),
+            work_dir=osp.join(folder, 'work'), train_tool='train.py', metric='coco/bbox_mAP',
+            pretrain_config=osp.join(folder, 'pretrain', 'config.py'),
             pretrain_work_dir=osp.join(folder, 'pretrain', 'work'),
             pretrained=osp.join(folder, 'pretrained.pth'), pretrain_metric='accuracy/top1'))
 

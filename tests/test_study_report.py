@@ -1,4 +1,5 @@
-"""The study report's evidence (runtime/study/report.analyze), on fabricated results.json files.
+"""The study report's evidence (regnet_backbone.study.report.analyze), on fabricated results.json
+files.
 
 No training: two studies of sampled networks get hand-chosen errors, repeats (``sample`` /
 ``repeat`` / ``seed``), two-stage records (``pretrain``), a failed trial, a done trial without
@@ -15,8 +16,8 @@ from fractions import Fraction
 import pytest
 
 from regnet_backbone.design.sampling import sample
-from regnet_backbone.study.analysis import (SUMMARY_FILE, compare, load_study_results,
-                                                    summary, verdict)
+from regnet_backbone.study.analysis import (SUMMARY_FILE, compare, load_study_results, summary,
+                                            verdict)
 from regnet_backbone.study.layout import StudyError
 from regnet_backbone.study.report import analyze, training_text
 
@@ -93,8 +94,9 @@ def studies(tmp_path_factory):
                 _record('trial_006', ax[6], 0, status='pending')]
     anynet = _write_study(base / 'anynetx_a', 'anynetx_a', records)
     out = base / 'report'
-    report = analyze([regnetx, anynet], str(out))
-    return dict(dirs=(regnetx, anynet), out=out, report=open(report).read(),
+    with open(analyze([regnetx, anynet], str(out))) as f:
+        report = f.read()
+    return dict(dirs=(regnetx, anynet), out=out, report=report,
                 summary=json.loads((out / SUMMARY_FILE).read_text()), rx=rx_err, ax=ax_err)
 
 

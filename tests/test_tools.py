@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from regnet_backbone.runtime.engine import free_port
+from regnet_backbone.runtime.dist import free_port
 from regnet_backbone.demo.synthetic import CLASSES, make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -86,101 +86,25 @@ def test_generator_coco_masks_boxes_and_labels_agree(tmp_path):
 
 
 # --- train / test / resume ------------------------------------------------------------------------
-DET_OVERRIDES = """
-_base_ = {base!r}
-data_root = {data!r}
-metainfo = dict(classes={classes!r})
-model = dict(
-    backbone=dict(arch='regnetx_400mf', frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[32, 64, 160, 384], out_channels=32),
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=32, roi_layer=dict(sampling_ratio=2)),
-        bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=3),
-        mask_roi_extractor=dict(out_channels=32, roi_layer=dict(sampling_ratio=2)),
-        mask_head=dict(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100),
-                   rcnn=dict(sampler=dict(num=32))),
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(max_per_img=20)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val.json',
-                 data_prefix=dict(img='val/'), pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2, val_interval=2)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=100, milestones=[3], gamma=0.1),
-]
-optim_wrapper = dict(optimizer=dict(lr=0.01))
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2), logger=dict(interval=1))
-log_processor = dict(by_epoch=False)
-"""
-
-SEG_OVERRIDES = """
-_base_ = {base!r}
-data_root = {data!r}
-# SyncBN, as in the ADE20K/Cityscapes recipes: the tools turn it into BN without CUDA.
-norm_cfg = dict(_delete_=True, type='SyncBN', requires_grad=True)
-model = dict(
-    backbone=dict(norm_cfg=norm_cfg),
-    decode_head=dict(channels=32, norm_cfg=norm_cfg),
-    auxiliary_head=dict(channels=16, norm_cfg=norm_cfg))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomCrop', crop_size=(64, 64)),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=1, val_interval=1)
-default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
-"""
-
-
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
     return make_synthetic_coco(tmp_path_factory.mktemp('synthetic'), num_train=4, num_val=2,
                                size=64, seed=0)
 
 
-def _write_config(path, template, base, spec, classes):
-    path.write_text(template.format(base=osp.join(ROOT, 'configs', base),
-                                    data=spec.root + '/', classes=tuple(classes)))
+def _write_config(path, base, body):
+    path.write_text(f'_base_ = {osp.join(ROOT, "configs", base)!r}\n{body}')
     return path
 
 
 @pytest.fixture(scope='module')
-def det_run(synthetic, tmp_path_factory, run_tool, explain):
-    """A 2-iteration Mask R-CNN run; its work dir holds iter_2.pth."""
+def det_run(synthetic, tmp_path_factory, run_tool, explain, tiny_mask_rcnn):
+    """A 2-iteration Mask R-CNN run from scratch; its work dir holds iter_2.pth."""
     tmp = tmp_path_factory.mktemp('det')
-    config = _write_config(tmp / 'mask_rcnn_tiny.py', DET_OVERRIDES,
-                           'mask_rcnn_regnetx_3.2gf_fpn.py', synthetic, CLASSES)
+    body = tiny_mask_rcnn(data=synthetic.root + '/', classes=CLASSES, lr=0.01,
+                          backbone=dict(arch='regnetx_400mf', frozen_stages=-1, norm_eval=False,
+                                        init_cfg=None), in_channels=[32, 64, 160, 384])
+    config = _write_config(tmp / 'mask_rcnn_tiny.py', 'mask_rcnn_regnetx_3.2gf_fpn.py', body)
     work_dir = tmp / 'work'
     proc = run_tool(TRAIN, config, '--work-dir', work_dir)
     assert proc.returncode == 0, explain(proc)
@@ -224,10 +148,9 @@ def test_test_tool_evaluates_checkpoint_and_dumps_predictions(det_run, run_tool,
     assert len(predictions) == 2 and 'pred_instances' in predictions[0]
 
 
-def test_train_and_test_segmentor(synthetic, tmp_path, run_tool, explain):
-    config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
-                           'demo/upernet_regnetx_400mf_synthetic.py', synthetic,
-                           synthetic.seg_classes)
+def test_train_and_test_segmentor(synthetic, tmp_path, run_tool, explain, tiny_upernet):
+    config = _write_config(tmp_path / 'upernet_tiny.py', 'demo/upernet_regnetx_400mf_synthetic.py',
+                           tiny_upernet(data=synthetic.root + '/'))
     proc = run_tool(TRAIN, config, '--work-dir', tmp_path / 'work')
     assert proc.returncode == 0, explain(proc)
     assert re.search(r'mIoU: \d', proc.stdout + proc.stderr), explain(proc)
@@ -264,7 +187,7 @@ def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
 
     import numpy as np
 
-    from regnet_backbone.runtime.engine import runner_checkpoint_globals
+    from regnet_backbone.checkpoints.io import runner_checkpoint_globals
     _, work_dir, _ = det_run
     checkpoint = work_dir / 'iter_2.pth'
     entries = runner_checkpoint_globals()
@@ -288,11 +211,11 @@ def test_engine_allow_list_covers_runner_checkpoints_and_nothing_more(det_run):
             torch.load(evil)
 
 
-def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path, tool_env, explain):
+def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path, tool_env, explain,
+                                                  tiny_upernet):
     """tools/dist_train.sh with two CPU processes: gloo, SyncBN turned into BN, DDP on CPU."""
-    config = _write_config(tmp_path / 'upernet_tiny.py', SEG_OVERRIDES,
-                           'demo/upernet_regnetx_400mf_synthetic.py', synthetic,
-                           synthetic.seg_classes)
+    config = _write_config(tmp_path / 'upernet_tiny.py', 'demo/upernet_regnetx_400mf_synthetic.py',
+                           tiny_upernet(data=synthetic.root + '/'))
     # CUDA hidden: the CPU fallback is what this checks, on any machine.
     env = tool_env(PYTHON=sys.executable, PORT=free_port(), OMP_NUM_THREADS=1,
                    CUDA_VISIBLE_DEVICES='')
@@ -307,47 +230,63 @@ def test_dist_train_on_cpu_uses_gloo_and_plain_bn(synthetic, tmp_path, tool_env,
 
 # --- engine options, in process -------------------------------------------------------------------
 def _config(name):
-    from regnet_backbone.runtime.engine import load_config
+    from regnet_backbone.runtime.config import load_config
     return load_config(osp.join(ROOT, 'configs', name))
 
 
 def test_engine_options_follow_mmdet_and_mmseg_tools(tmp_path):
-    from regnet_backbone.runtime import engine
+    from regnet_backbone.runtime.config import codebase_of, configure_testing, configure_training
+    from regnet_backbone.runtime.errors import CheckpointNotFoundError, ConfigError
     det = _config('mask_rcnn_regnetx_3.2gf_fpn.py')
-    assert engine.codebase_of(det) == 'mmdet'
-    engine.configure_training(det, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py', resume='auto',
-                              auto_scale_lr=True)
+    assert codebase_of(det) == 'mmdet'
+    configure_training(det, 'configs/mask_rcnn_regnetx_3.2gf_fpn.py', resume='auto',
+                       auto_scale_lr=True)
     assert det.work_dir == osp.join('./work_dirs', 'mask_rcnn_regnetx_3.2gf_fpn')
     assert det.resume is True and det.load_from is None and det.auto_scale_lr.enable is True
-    with pytest.raises(engine.CheckpointNotFoundError):
-        engine.configure_training(det, 'x.py', resume=str(tmp_path / 'missing.pth'))
+    with pytest.raises(CheckpointNotFoundError):
+        configure_training(det, 'x.py', resume=str(tmp_path / 'missing.pth'))
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
-    engine.configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out.pkl'))
+    configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out.pkl'))
     assert det.load_from == str(checkpoint)
     assert det.test_evaluator[-1].type == 'DumpDetResults'
-    with pytest.raises(engine.ConfigError, match='.pkl'):
-        engine.configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out'))
+    with pytest.raises(ConfigError, match='.pkl'):
+        configure_testing(det, 'x.py', str(checkpoint), out=str(tmp_path / 'out'))
 
     seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
-    assert engine.codebase_of(seg) == 'mmseg'
-    with pytest.raises(engine.ConfigError, match='auto_scale_lr'):
-        engine.configure_training(seg, 'x.py', auto_scale_lr=True)
-    engine.configure_testing(seg, 'x.py', str(checkpoint), out=str(tmp_path / 'labels'))
+    assert codebase_of(seg) == 'mmseg'
+    with pytest.raises(ConfigError, match='auto_scale_lr'):
+        configure_training(seg, 'x.py', auto_scale_lr=True)
+    configure_testing(seg, 'x.py', str(checkpoint), out=str(tmp_path / 'labels'))
     assert seg.test_evaluator.output_dir == str(tmp_path / 'labels')
-    if not torch.cuda.is_available():
-        with pytest.raises(engine.ToolError, match='--amp needs a CUDA GPU'):
-            engine.configure_training(seg, 'x.py', amp=True)
+
+
+@pytest.mark.parametrize('cuda', [False, True], ids=['no-cuda', 'cuda'])
+def test_amp_takes_mmengines_amp_wrapper_and_needs_cuda(cuda, monkeypatch):
+    """``--amp``: mmengine's AmpOptimWrapper with a dynamic loss scale where CUDA is, one line
+    where it is not (the wrapper has no CPU mode); both branches on every machine."""
+    from regnet_backbone.runtime.config import configure_training
+    from regnet_backbone.runtime.errors import ToolError
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    cfg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    if not cuda:
+        with pytest.raises(ToolError, match='--amp needs a CUDA GPU'):
+            configure_training(cfg, 'x.py', amp=True)
+        return
+    configure_training(cfg, 'x.py', amp=True)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.loss_scale) == ('AmpOptimWrapper', 'dynamic')
+    assert cfg.optim_wrapper.optimizer.type == 'SGD'  # the recipe's optimizer is kept
 
 
 def test_engine_adapts_distributed_configs_to_cpu():
-    from regnet_backbone.runtime import engine
+    from regnet_backbone.runtime.config import adapt_to_machine
     seg = _config('upernet_regnetx_3.2gf_4xb4-160k_ade20k-512x512.py')
-    engine.adapt_to_machine(seg, 'none', cuda=False)  # single process: mmengine reverts SyncBN
+    adapt_to_machine(seg, 'none', cuda=False)  # single process: mmengine reverts SyncBN
     assert seg.model.backbone.norm_cfg.type == 'SyncBN'
-    engine.adapt_to_machine(seg, 'pytorch', cuda=True)  # GPUs: untouched
+    adapt_to_machine(seg, 'pytorch', cuda=True)  # GPUs: untouched
     assert seg.model.backbone.norm_cfg.type == 'SyncBN' and 'model_wrapper_cfg' not in seg
-    engine.adapt_to_machine(seg, 'pytorch', cuda=False)
+    adapt_to_machine(seg, 'pytorch', cuda=False)
     assert seg.env_cfg.dist_cfg.backend == 'gloo'
     assert 'SyncBN' not in str(seg.model) and seg.model.decode_head.norm_cfg.type == 'BN'
     assert seg.model_wrapper_cfg.device_ids is None
@@ -418,7 +357,7 @@ def test_one_line_for_misspelled_arch_and_missing_pretrained(det_run, tmp_path, 
 
 
 def test_second_run_into_a_locked_work_dir_is_refused(det_run, tmp_path, run_tool, one_error_line):
-    from regnet_backbone.runtime.engine import WorkDirLock
+    from regnet_backbone.runtime.lock import WorkDirLock
     config, _, _ = det_run
     with WorkDirLock(str(tmp_path / 'work'), 'first run'):
         line = one_error_line(run_tool(TRAIN, config, '--work-dir', tmp_path / 'work'))

@@ -13,22 +13,31 @@ bot_mul), the inverse of the paper's b = w / w_b: the paper's b = 4 is bottlenec
 """
 import argparse
 import json
+import sys
+
+from regnet_backbone.design.presets import resolve_arch
+from regnet_backbone.design.summary import all_presets, describe, markdown_table
+from regnet_backbone.runtime import cli
 
 
-from regnet_backbone.design.summary import all_presets, describe, markdown_table  # noqa: E402
+def _arch(text):
+    """argparse type: a preset name or a JSON object (an arch dict), checked by resolving it.
 
-
-def _parse_arch(text):
-    """A preset name, or a JSON object (an arch dict)."""
+    The design layer raises plain ``ValueError`` / ``TypeError`` for an unknown name or broken
+    stage lists; argparse reports them as usage errors (until it raises a ``RegNetError``)."""
+    arch = text
     if text.lstrip().startswith('{'):
         try:
             arch = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f'arch {text!r} is not valid JSON: {err}') from None
+            raise argparse.ArgumentTypeError(f'arch {text!r} is not valid JSON: {err}') from None
         if not isinstance(arch, dict):
-            raise ValueError(f'arch {text!r} must be a JSON object.')
-        return arch
-    return text
+            raise argparse.ArgumentTypeError(f'arch {text!r} must be a JSON object.')
+    try:
+        resolve_arch(arch)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return arch
 
 
 def _label(arch):
@@ -39,18 +48,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog=__doc__.split('\n\n', 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('archs', nargs='*',
+    parser.add_argument('archs', nargs='*', type=_arch,
                         help='preset names or JSON arch dicts (default: every preset)')
     parser.add_argument('--input-size', nargs=2, type=int, default=(224, 224), metavar=('H', 'W'))
     out = parser.add_mutually_exclusive_group()
     out.add_argument('--json', action='store_true', help='print JSON')
     out.add_argument('--markdown', action='store_true', help='print a markdown table')
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        archs = [_parse_arch(a) for a in args.archs] or all_presets()
-        rows = [describe(a, tuple(args.input_size)) for a in archs]
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f'error: {err}\n')
+    return cli.run(lambda: _report(args), debug=args.debug)
+
+
+def _report(args) -> None:
+    rows = [describe(a, tuple(args.input_size)) for a in args.archs or all_presets()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif args.markdown:
@@ -63,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

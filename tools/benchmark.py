@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from regnet_backbone.atomic import replace_bytes  # noqa: E402
 from regnet_backbone.benchmark import (BenchmarkError, matmul_peak_tflops,  # noqa: E402
                                        resolve_device)
+from regnet_backbone.runtime import cli  # noqa: E402
 
 sys.path.append(os.path.join(ROOT, 'tools'))  # last: tools/ never shadows another module
 import benchmark_scaling  # noqa: E402  (tools/benchmark_scaling.py)
@@ -148,6 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--plot', metavar='PATH', help='write a PNG: the families picture '
                         '(speed vs flops) when families ran, else a bar chart of speed vs mmdet')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -156,49 +158,49 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.memory_child:
         return _memory_child(args)
-    try:
-        device = resolve_device(args.device)
-        modes = args.modes or (['inference', 'train', 'memory'] if device.type == 'cpu'
-                               else ['matrix'])
-        legacy = [m for m in modes if m in LEGACY_MODES]
-        if legacy and device.type != 'cpu':
-            raise BenchmarkError(f'modes {" ".join(legacy)} are the CPU fp32 report; with '
-                                       '--device cuda use --modes matrix families.')
-        shapes = [matrix.parse_shape(s) for s in args.shapes] if args.shapes else matrix.MATRIX_SHAPES
-        for text in (args.matrix_modes or []) + (args.families_modes or []):
-            Mode.parse(text)
-        result = dict(device=str(device), torch=torch.__version__,
-                      gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None)
-        sections = []
-        if legacy:
-            sections.append(_legacy(args, legacy, result))
-        if 'matrix' in modes:
-            deadline = time.monotonic() + args.time_budget if args.time_budget else None
-            result_matrix = matrix.run_matrix(
-                device, args.archs, shapes, args.matrix_modes, args.tasks,
-                [] if args.no_rivals else args.rivals, args.compile_rivals, args.onnx,
-                args.rounds, args.warmup, args.min_sample_s, deadline, log=print)
-            result['matrix'] = result_matrix.to_dict()
-            sections.append(f'## Matrix on {_device_text(device, args)}\n\n' +
-                            matrix.matrix_markdown(result_matrix))
-            print(matrix.matrix_markdown(result_matrix))
-        if 'families' in modes:
-            fams = _families(args, device)
-            result['families'] = fams
-            sections.append(f'## Families on {_device_text(device, args)}, batch '
-                            f"{fams['batch']}\n\n" + families.families_markdown(fams))
-            print(families.families_markdown(fams))
-        if 'scaling' in modes:
-            result['scaling'] = benchmark_scaling.run_scaling(
-                device, args.scaling_arch, args.scaling_factors, args.scaling_strategies,
-                args.scaling_batch or (32 if device.type == 'cuda' else 1), args.scaling_size,
-                args.rounds, args.warmup, args.min_sample_s, log=print)
-            text = benchmark_scaling.scaling_markdown(result['scaling'])
-            sections.append(f'## Model scaling on {_device_text(device, args)}\n\n' + text)
-            print(text)
-    except (BenchmarkError, benchmark_scaling.scaling.ScalingError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    return cli.run(lambda: _benchmark(args, argv), debug=args.debug)
+
+
+def _benchmark(args, argv) -> None:
+    device = resolve_device(args.device)
+    modes = args.modes or (['inference', 'train', 'memory'] if device.type == 'cpu'
+                           else ['matrix'])
+    legacy = [m for m in modes if m in LEGACY_MODES]
+    if legacy and device.type != 'cpu':
+        raise BenchmarkError(f'modes {" ".join(legacy)} are the CPU fp32 report; with '
+                             '--device cuda use --modes matrix families.')
+    shapes = [matrix.parse_shape(s) for s in args.shapes] if args.shapes else matrix.MATRIX_SHAPES
+    for text in (args.matrix_modes or []) + (args.families_modes or []):
+        Mode.parse(text)
+    result = dict(device=str(device), torch=torch.__version__,
+                  gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None)
+    sections = []
+    if legacy:
+        sections.append(_legacy(args, legacy, result))
+    if 'matrix' in modes:
+        deadline = time.monotonic() + args.time_budget if args.time_budget else None
+        result_matrix = matrix.run_matrix(
+            device, args.archs, shapes, args.matrix_modes, args.tasks,
+            [] if args.no_rivals else args.rivals, args.compile_rivals, args.onnx,
+            args.rounds, args.warmup, args.min_sample_s, deadline, log=print)
+        result['matrix'] = result_matrix.to_dict()
+        sections.append(f'## Matrix on {_device_text(device, args)}\n\n' +
+                        matrix.matrix_markdown(result_matrix))
+        print(matrix.matrix_markdown(result_matrix))
+    if 'families' in modes:
+        fams = _families(args, device)
+        result['families'] = fams
+        sections.append(f'## Families on {_device_text(device, args)}, batch '
+                        f"{fams['batch']}\n\n" + families.families_markdown(fams))
+        print(families.families_markdown(fams))
+    if 'scaling' in modes:
+        result['scaling'] = benchmark_scaling.run_scaling(
+            device, args.scaling_arch, args.scaling_factors, args.scaling_strategies,
+            args.scaling_batch or (32 if device.type == 'cuda' else 1), args.scaling_size,
+            args.rounds, args.warmup, args.min_sample_s, log=print)
+        text = benchmark_scaling.scaling_markdown(result['scaling'])
+        sections.append(f'## Model scaling on {_device_text(device, args)}\n\n' + text)
+        print(text)
     if args.json:
         replace_bytes(args.json, json.dumps(result, indent=2).encode())
     if args.markdown:
@@ -211,15 +213,14 @@ def main(argv=None):
     if args.plot:
         if 'families' in result:
             families.plot_families(result['families'], args.plot,
-                                f"speed vs flops on {_device_text(device, args)}, batch "
-                                f"{result['families']['batch']}")
+                                   f"speed vs flops on {_device_text(device, args)}, batch "
+                                   f"{result['families']['batch']}")
         elif 'scaling' in result:
             benchmark_scaling.plot_scaling(
                 result['scaling'], args.plot, f"{result['scaling']['arch']} scaled, "
                 f"{_device_text(device, args)}, batch {result['scaling']['batch']}")
         elif result.get('timings'):
             cpu_report.plot_speedups(result['timings'], args.plot, result['header'])
-    return 0
 
 
 def _device_text(device, args) -> str:

@@ -14,9 +14,9 @@ import statistics
 import sys
 import time
 
-
-from regnet_backbone.design.fit import fit_regnet  # noqa: E402
-from regnet_backbone.design.sampling import SPACES, SamplingError, sample  # noqa: E402
+from regnet_backbone.design.fit import fit_regnet
+from regnet_backbone.design.sampling import SPACES, SamplingError, sample
+from regnet_backbone.runtime import cli
 
 
 def median_seconds(fn, repeats):
@@ -59,11 +59,16 @@ def main(argv=None):
     parser.add_argument('--samples', type=int, default=20, help='networks per sampler row')
     parser.add_argument('--max-draws', type=int, default=2000,
                         help='draws before the unreachable-window row gives up')
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    print('| what | median s |\n|---|---|')
-    for what, seconds in rows(args.repeats, args.samples, args.max_draws):
-        print(f'| {what} | {seconds:.3f} |')
-    return 0
+    if args.repeats < 1:
+        parser.error('--repeats must be >= 1')
+
+    def body():
+        print('| what | median s |\n|---|---|')
+        for what, seconds in rows(args.repeats, args.samples, args.max_draws):
+            print(f'| {what} | {seconds:.3f} |')
+    return cli.run(body, debug=args.debug)
 
 
 if __name__ == '__main__':

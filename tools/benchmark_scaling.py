@@ -193,16 +193,16 @@ def scaling_markdown(result: Dict) -> str:
 def plot_scaling(result: Dict, path: str, title: str) -> None:
     """One picture, three log-log panels against flops: activations, and inference and
     training-step time relative to the base; one line per strategy, all from the base."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     rows = result['rows']
     base = rows[0]
     panels = (('acts', 'activations (M, counted)', 1e-6),
               ('inference_vs_base', 'inference time / base (same rounds)', 1.0),
               ('train_vs_base', 'training-step time / base (same rounds)', 1.0))
-    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
+    fig = Figure(figsize=(15, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels))
     slopes = {e['strategy']: e for e in result['slopes']}
     for ax, (key, label, unit) in zip(axes, panels):
         for e in result['slopes']:
@@ -221,5 +221,4 @@ def plot_scaling(result: Dict, path: str, title: str) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png', dpi=110)
-    plt.close(fig)
     replace_bytes(path, buffer.getvalue())

@@ -27,10 +27,12 @@ tensors holding NaN or Inf are reported on a ``warning:`` line.
 import argparse
 import sys
 
-
-from regnet_backbone.checkpoints import (LAYOUTS, OURS, SOURCE_FORMATS,  # noqa: E402
-                                         CheckpointError, convert_file, convert_model_file)
-from regnet_backbone.runtime import cli  # noqa: E402
+from regnet_backbone.checkpoints.errors import CheckpointError
+from regnet_backbone.checkpoints.files import convert_file
+from regnet_backbone.checkpoints.formats import LAYOUTS, OURS, SOURCE_FORMATS
+from regnet_backbone.checkpoints.model import convert_model_file
+from regnet_backbone.models.backbone import CHANNEL_ORDERS
+from regnet_backbone.runtime import cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--arch', help='preset the checkpoint must be, e.g. regnetx_3.2gf')
     parser.add_argument('--to', default=OURS, choices=tuple(LAYOUTS),
                         help=f'layout to write (default: {OURS}; others export back)')
-    parser.add_argument('--channel-order', choices=('RGB', 'BGR'),
+    parser.add_argument('--channel-order', choices=CHANNEL_ORDERS,
                         help='colour order the written first conv expects (default: RGB); with '
                         '--whole-model: the order the model was trained on, recorded in meta '
                         '(default: read from the file\'s own config text)')

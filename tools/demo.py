@@ -26,6 +26,8 @@ import warnings
 # mmengine imports pkg_resources (setuptools < 82); keep its deprecation notice off the terminal.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
+from regnet_backbone.runtime import cli  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_regnetx_400mf_fpn_synthetic.py')
@@ -84,13 +86,14 @@ def parse_args(argv=None):
                         help='train from scratch even when the work dir holds a checkpoint')
     parser.add_argument('--num-images', type=int, default=8,
                         help='validation images to draw (default 8)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show full tracebacks instead of one-line errors (also: '
-                        'REGNET_DEBUG=1)')
+    cli.add_debug_flag(parser)
     parser.add_argument('--procs', type=int, default=None,
                         help='training processes sharing the batch of 4 images (default: 2 on a '
                         'CPU, where two 1-thread processes beat one 2-thread process; 1 with CUDA)')
     args = parser.parse_args(argv)
+    for name in ('num_images', 'procs'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be at least 1')
     if args.procs is None:
         import torch
         args.procs = 1 if torch.cuda.is_available() else 2
@@ -102,28 +105,36 @@ def banner(text: str) -> None:
 
 
 def _load(config: str, options: dict, data_root: str):
-    from regnet_backbone.runtime import engine
-    cfg = engine.load_config(config, options)
-    engine.use_data_root(cfg, data_root)
+    from regnet_backbone.runtime.config import load_config
+    from regnet_backbone.runtime.datasets import use_data_root
+    cfg = load_config(config, options)
+    use_data_root(cfg, data_root)
     return cfg
 
 
-def _train_process(rank: int, procs: int, port: int, config: str, options: dict, data_root: str,
-                   work_dir: str, resume) -> None:
-    """One training process: the engine behind tools/train.py, with torchrun's environment."""
-    import torch
-
-    from regnet_backbone.runtime import engine
-    if procs > 1:
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(procs),
-                          MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        if not torch.cuda.is_available():
-            torch.set_num_threads(1)
+def _train(config: str, options: dict, data_root: str, work_dir: str, resume, launcher: str):
+    """The engine behind tools/train.py on a demo config."""
+    from regnet_backbone.runtime.config import configure_training
+    from regnet_backbone.runtime.dist import finish_distributed
+    from regnet_backbone.runtime.engine import train
     cfg = _load(config, options, data_root)
-    engine.configure_training(cfg, config, work_dir=work_dir, resume=resume,
-                              launcher='pytorch' if procs > 1 else 'none')
-    engine.train(cfg, config)
-    engine.finish_distributed()
+    configure_training(cfg, config, work_dir=work_dir, resume=resume, launcher=launcher)
+    train(cfg, config)
+    finish_distributed()
+
+
+def _train_process(rank: int, procs: int, port: int, debug: bool, *task) -> None:
+    """One of ``procs`` spawned training processes, with torchrun's environment. It ends as a
+    tool does: a user error is its one ``error:`` line and exit status 1."""
+    import torch
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(procs),
+                      MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    status = cli.run(lambda: _train(*task, launcher='pytorch'), debug=debug,
+                     on_interrupt=lambda: f'[demo] training process {rank} interrupted')
+    if status:
+        sys.exit(status)
 
 
 def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
@@ -132,23 +143,28 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
     from mmengine.runner import find_latest_checkpoint
 
     from regnet_backbone import apis
-    from regnet_backbone.runtime import engine
     from regnet_backbone.demo import visualization as vis
+    from regnet_backbone.runtime.config import codebase_of
+    from regnet_backbone.runtime.dist import free_port
+    from regnet_backbone.runtime.errors import ToolError
+    from regnet_backbone.runtime.hooks.atomic_checkpoint import LAST_CHECKPOINT
+    from regnet_backbone.runtime.logs import last_metrics, read_scalars
 
     task_dir = osp.join(work_dir, name)
     options = dict(quick_options() if args.quick else {})
     cfg = _load(config, options, spec.root)
-    if args.quick and engine.codebase_of(cfg) == 'mmdet':
+    detection = codebase_of(cfg) == 'mmdet'
+    if args.quick and detection:
         # 40 iterations may score nothing above 0.05, and CocoMetric then reports no metric.
         options['model.test_cfg.rcnn.score_thr'] = 0.0
     batch = cfg.train_dataloader.batch_size
     if batch % args.procs:
-        raise engine.ToolError(f'--procs {args.procs} does not divide the batch of {batch} '
-                               'images; use 1, 2 or 4.')
+        raise ToolError(f'--procs {args.procs} does not divide the batch of {batch} images; use '
+                        '1, 2 or 4.')
     options['train_dataloader.batch_size'] = batch // args.procs
     iters, every = cfg.train_cfg.max_iters, cfg.train_cfg.val_interval
     saved = (find_latest_checkpoint(task_dir) if not args.fresh and
-             osp.isfile(osp.join(task_dir, engine.LAST_CHECKPOINT)) else None)
+             osp.isfile(osp.join(task_dir, LAST_CHECKPOINT)) else None)
     finished = saved is not None and osp.basename(saved) == f'iter_{iters}.pth' and \
         osp.isfile(saved)
     resume = 'auto' if saved else None
@@ -161,56 +177,46 @@ def run_task(name: str, config: str, spec, work_dir: str, args) -> dict:
                f'{batch} per iteration in {args.procs} process(es) (validation on '
                f'{spec.num_val} images every {every}); mmengine logs every '
                f'{cfg.default_hooks.logger.interval}')
-        worker_args = (args.procs, engine.free_port(), config, options, spec.root, task_dir,
-                       resume)
+        task = (config, options, spec.root, task_dir, resume)
         if args.procs > 1:
             try:
-                mp.spawn(_train_process, args=worker_args, nprocs=args.procs, join=True)
-            except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
-                raise engine.ToolError('a training process failed: '
-                                       f'{str(e).strip().splitlines()[-1]}') from None
+                mp.spawn(_train_process, args=(args.procs, free_port(), args.debug, *task),
+                         nprocs=args.procs, join=True)
+            except mp.ProcessExitedException as e:  # its error line is above
+                raise ToolError(f'training process {e.error_index} stopped with exit status '
+                                f'{e.exit_code}.') from None
         else:
-            _train_process(0, *worker_args)
+            _train(*task, launcher='none')
     train_s = None if finished else time.time() - start
 
     banner(f'{name}: drawing predictions and training curves')
     checkpoint = find_latest_checkpoint(task_dir)
     model, dataset = apis.load_for_inference(_load(config, options, spec.root), checkpoint)
-    detection = engine.codebase_of(cfg) == 'mmdet'
     classes, palette = dataset.metainfo['classes'], dataset.metainfo['palette']
-    pictures, captions = [], []
-    for k, result in enumerate(apis.predict_validation_images(model, dataset, args.num_images)):
-        if detection:
-            pictures.append(vis.draw_detections(
-                result['image'], result['boxes'], result['labels'], result['scores'],
-                result['masks'], classes, palette, score_thr=DRAW_SCORE_THR))
-            captions.append(f'val {k}: {int((result["scores"] >= DRAW_SCORE_THR).sum())} '
-                            f'objects')
-        else:
-            pictures += [result['image'], vis.colourise(result['ground_truth'], palette),
-                         vis.colourise(result['prediction'], palette)]
-            captions += [f'val {k}', 'ground truth', 'prediction']
+    results = apis.predict_validation_images(model, dataset, args.num_images)
+    if detection:
+        pictures, captions = vis.detection_pictures(results, classes, palette, DRAW_SCORE_THR)
+    else:
+        pictures, captions = vis.segmentation_pictures(results, classes, palette)
     grid = vis.tile(pictures, columns=4 if detection else 3, captions=captions)
-    grid = vis.tile([vis.legend(classes, palette, grid.shape[1] - 8), grid], columns=1)
     predictions_png = vis.write_png(osp.join(work_dir, f'{name}_predictions.png'), grid)
 
-    train, val = vis.read_scalars(task_dir)
+    train, val = read_scalars(task_dir)
     metric_keys = DET_METRICS if detection else SEG_METRICS
     scale = 1.0 if detection else 0.01
     curves_png = vis.plot_training(
         train, val, osp.join(work_dir, f'{name}_training.png'),
         loss_keys=DET_LOSSES if detection else SEG_LOSSES, metric_keys=metric_keys,
         metric_scale=scale, title=f'{name} (RegNetX-400MF, from scratch, synthetic shapes)')
-    metrics = vis.last_metrics(val, metric_keys) or {}
+    metrics = last_metrics(val, metric_keys) or {}
     return dict(name=name, train_s=train_s, work_dir=task_dir, checkpoint=checkpoint,
                 predictions=predictions_png, curves=curves_png,
                 metrics={k: v * scale for k, v in metrics.items()})
 
 
 def _interrupted(work_dir: str, tasks, argv) -> str:
-    from regnet_backbone.runtime import engine
-    saved = [(name, engine.last_complete_checkpoint(osp.join(work_dir, name)))
-             for name, _ in tasks]
+    from regnet_backbone.runtime.hooks.atomic_checkpoint import last_complete_checkpoint
+    saved = [(name, last_complete_checkpoint(osp.join(work_dir, name))) for name, _ in tasks]
     saved = [f'{name}: {path}' for name, path in saved if path]
     again = ' '.join(['python tools/demo.py'] + list(argv if argv is not None else sys.argv[1:]))
     if not saved:
@@ -226,7 +232,6 @@ def main(argv=None):
     work_dir = osp.abspath(args.work_dir or mode['work_dir'])
     data_root = osp.abspath(args.data_root or mode['data_root'])
 
-    from regnet_backbone.runtime import cli, engine
     from regnet_backbone.demo.synthetic import make_synthetic_coco
     tasks = [] if args.seg_only else [('mask_rcnn', DET_CONFIG)]
     tasks += [('upernet', SEG_CONFIG)] if args.seg or args.seg_only else []
@@ -236,15 +241,10 @@ def main(argv=None):
                f'{mode["data"]["num_val"]} val images, {mode["data"]["size"]}x'
                f'{mode["data"]["size"]}; kept when already complete)')
         spec = make_synthetic_coco(data_root, seed=0, **mode['data'])
-        try:
-            return [run_task(name, config, spec, work_dir, args) for name, config in tasks]
-        except (ValueError, OSError, RuntimeError) as e:
-            if cli.debug_enabled(args.debug) or isinstance(e, engine.ToolError):
-                raise
-            raise engine.ToolError(cli.one_line(e)) from e
+        summaries.extend(run_task(name, config, spec, work_dir, args) for name, config in tasks)
 
     summaries = []
-    status = cli.run(lambda: summaries.extend(body()), debug=args.debug,
+    status = cli.run(body, debug=args.debug,
                      on_interrupt=lambda: _interrupted(work_dir, tasks, argv))
     if status:
         sys.exit(status)

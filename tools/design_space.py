@@ -13,7 +13,8 @@ Spaces: anynetx_a .. anynetx_e, regnet, regnetx, regnety (see regnet_backbone/de
 for their ranges). Complexity is counted as tools/analyze_complexity.py counts it: multiply-adds,
 params and activations with the 1000-class head at --input-size (default 224x224, the paper's).
 scale: fast compound model scaling (Dollar, Singh and Girshick, CVPR 2021) of any arch by a flops
-factor or to a flops target (within 2% by default); see regnet_backbone/design/scaling.py for the rules.
+factor or to a flops target (within 2% by default); see regnet_backbone/design/scaling.py for the
+rules.
 Bottleneck ratios are this package's w_b / w (pycls BOT_MUL, mmdet bot_mul), the inverse of the
 paper's b = w / w_b: the paper's b in {1, 2, 4} is bottleneck_ratio in {1, 0.5, 0.25}.
 """
@@ -30,7 +31,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 from regnet_backbone.atomic import replace_bytes, replace_file  # noqa: E402
 from regnet_backbone.design import fit as fit_lib  # noqa: E402
 from regnet_backbone.design import results as results_lib  # noqa: E402
-from regnet_backbone.design import sampling, scaling, stats  # noqa: E402
+from regnet_backbone.design import sampling, scaling  # noqa: E402
 from regnet_backbone.runtime import cli  # noqa: E402
 
 
@@ -50,21 +51,19 @@ def cmd_sample(args):
 
 
 def _arch_arg(text):
-    if text.lstrip().startswith('{'):
-        arch = json.loads(text)
-        if not isinstance(arch, dict):
-            raise ValueError(f'--arch {text!r} must be a JSON object.')
-        return arch
-    return text
+    """A preset name, or a JSON arch dict."""
+    if not text.lstrip().startswith('{'):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f'{text!r} is not valid JSON ({e})') from None
 
 
 def cmd_fit(args):
     if args.arch is not None:
-        widths = fit_lib.block_widths_of(_arch_arg(args.arch))
+        widths = fit_lib.block_widths_of(args.arch)
     else:
-        if len(args.depths) != len(args.widths):
-            raise ValueError(f'--depths has {len(args.depths)} values but --widths has '
-                             f'{len(args.widths)}: give one of each per stage.')
         widths = [w for w, d in zip(args.widths, args.depths) for _ in range(d)]
     result = fit_lib.fit_regnet(widths)
     if args.json:
@@ -75,31 +74,37 @@ def cmd_fit(args):
 
 
 def _study_curves(args):
+    # the study layer and scipy only here: a second or more of imports the other commands skip
+    from scipy.stats import ecdf
+
+    from regnet_backbone.study.analysis import read_trials
+    from regnet_backbone.study.layout import StudyError
+    from regnet_backbone.study.stats import normalized_edf
     curves = []
     for path in args.results:
-        results = results_lib.load_results(path)
-        name = results_lib.study_name(results, path)
-        errors = results_lib.errors_for(results, args.metric, args.scale)
-        if not errors:
-            raise ValueError(f'{path}: no done trial to compare (status "done" with '
+        results, _, part = read_trials(path, args.metric, args.scale)
+        usable = results_lib.one_per_sample(part.usable)
+        if not usable:
+            raise StudyError(f'{path}: no done trial to compare (status "done" with '
                              f'metrics_best[{args.metric!r}]).')
+        errors = [e for _, e in usable]
         if args.normalize == 'none':
-            sorted_e, cdf = stats.edf(errors)
+            sorted_e = sorted(errors)
+            cdf = ecdf(errors).cdf.evaluate(sorted_e)
             weights = [1.0 / len(errors)] * len(errors)
         else:
-            cx = [r[args.normalize]
-                  for r in results_lib.usable_trials(results, args.metric, args.scale)]
-            sorted_e, cdf, weights = stats.normalized_edf(errors, cx, args.bins)
-        curves.append(dict(name=name, n=len(errors), errors=[float(e) for e in sorted_e],
-                           cdf=[float(c) for c in cdf], weights=[float(w) for w in weights]))
+            cx = [r[args.normalize] for r, _ in usable]
+            sorted_e, cdf, weights = normalized_edf(errors, cx, args.bins)
+        curves.append(dict(name=results_lib.study_name(results, path), n=len(errors),
+                           errors=[float(e) for e in sorted_e], cdf=[float(c) for c in cdf],
+                           weights=[float(w) for w in weights]))
     return curves
 
 
 def _plot(curves, args):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4))
+    from matplotlib.figure import Figure  # a figure of its own: no pyplot, no global backend
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     for c in curves:
         mean = sum(e * w for e, w in zip(c['errors'], c['weights']))
         label = f"{c['name']}: n={c['n']} | min={c['errors'][0]:.1f} | mean={mean:.1f}"
@@ -112,13 +117,11 @@ def _plot(curves, args):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
-    try:
-        replace_file(args.plot, lambda tmp: fig.savefig(tmp, format='png', dpi=120))
-    finally:
-        plt.close(fig)
+    replace_file(args.plot, lambda tmp: fig.savefig(tmp, format='png', dpi=120))
 
 
 def cmd_edf(args):
+    from regnet_backbone.study.stats import ks_distance
     curves = _study_curves(args)
     if args.plot:
         _plot(curves, args)
@@ -129,8 +132,7 @@ def cmd_edf(args):
         mean = sum(e * w for e, w in zip(c['errors'], c['weights']))
         print(f"{c['name']}: n={c['n']} min={c['errors'][0]:.2f} mean={mean:.2f}")
     for c in curves[1:]:
-        d = stats.ks_distance(curves[0]['errors'], c['errors'], curves[0]['weights'],
-                              c['weights'])
+        d = ks_distance(curves[0]['errors'], c['errors'], curves[0]['weights'], c['weights'])
         print(f"KS distance {curves[0]['name']} vs {c['name']}: {d:.3f}")
 
 
@@ -144,12 +146,12 @@ def _counts(cx: dict) -> str:
 
 
 def cmd_scale(args):
-    arch = _arch_arg(args.arch)
     size = tuple(args.input_size)
     if args.flops is not None:
-        result = scaling.scale_to_flops(arch, args.flops, args.strategy, size, args.tolerance)
+        result = scaling.scale_to_flops(args.arch, args.flops, args.strategy, size,
+                                        args.tolerance)
     else:
-        result = scaling.scale_arch(arch, args.factor, args.strategy, size)
+        result = scaling.scale_arch(args.arch, args.factor, args.strategy, size)
     written, texts = [], []
     if args.config:
         from regnet_backbone.study.scaled_config import scaled_config
@@ -166,7 +168,8 @@ def cmd_scale(args):
         print(json.dumps(data))
         return
     f = result.factors
-    print(f'{args.arch} x{result.scale:.4g} in flops with {args.strategy} ({result.strategy}): '
+    name = args.arch if isinstance(args.arch, str) else json.dumps(args.arch)
+    print(f'{name} x{result.scale:.4g} in flops with {args.strategy} ({result.strategy}): '
           f"depth x{f['d']:.4g}, width x{f['w']:.4g}, group width x{f['g']:.4g}, "
           f"resolution x{f['r']:.4g}")
     print(_arch_line(result.arch))
@@ -190,8 +193,11 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    cli.add_debug_flag(common)
 
-    p = sub.add_parser('sample', help='sample networks of a design space (JSON list)',
+    p = sub.add_parser('sample', parents=[common],
+                       help='sample networks of a design space (JSON list)',
                        description='Sample N distinct networks of SPACE inside a complexity '
                        'window; writes a JSON list of {arch, flops, params, acts}.')
     p.add_argument('space', choices=sampling.SPACES, metavar='SPACE',
@@ -208,11 +214,11 @@ def build_parser():
     p.add_argument('--out', metavar='FILE', help='write the JSON here (default: stdout)')
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser('fit', help='fit the quantized linear rule (e_fit)',
+    p = sub.add_parser('fit', parents=[common], help='fit the quantized linear rule (e_fit)',
                        description=fit_lib.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--arch', help='a preset name or a JSON arch dict')
+    src.add_argument('--arch', type=_arch_arg, help='a preset name or a JSON arch dict')
     src.add_argument('--depths', nargs='+', type=int, metavar='D', help='blocks per stage')
     p.add_argument('--widths', nargs='+', type=int, metavar='W',
                    help='width per stage (with --depths)')
@@ -221,7 +227,7 @@ def build_parser():
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser(
-        'edf', help="compare studies' error EDFs",
+        'edf', parents=[common], help="compare studies' error EDFs",
         description="Compare the error EDFs of studies (each a results.json of tools/study.py "
         "collect, using metrics_best[KEY] of its done trials). " + results_lib.ERROR_RULES)
     p.add_argument('results', nargs='+', metavar='RESULTS', help="studies' results.json files")
@@ -240,13 +246,13 @@ def build_parser():
     p.set_defaults(func=cmd_edf)
 
     p = sub.add_parser(
-        'scale', help='scale an arch by a flops factor or to a flops target',
+        'scale', parents=[common], help='scale an arch by a flops factor or to a flops target',
         description='Scale ARCH (fast compound scaling, Dollar et al. 2021) by --factor S in '
         'flops, or to --flops F (multiply-adds at --input-size x r, 1000-class head) within '
         f'--tolerance (default {100 * scaling.TOLERANCE:g}%). Prints the scaled arch as an '
         'arch=dict(...) line and its complexity; with --config, writes a config for it.')
-    p.add_argument('arch', metavar='ARCH', help='a preset name or a JSON arch dict (RegNet '
-                   'parameters or AnyNet stage lists)')
+    p.add_argument('arch', metavar='ARCH', type=_arch_arg, help='a preset name or a JSON arch '
+                   'dict (RegNet parameters or AnyNet stage lists)')
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument('--factor', type=float, metavar='S', help='flops factor s (e.g. 4)')
     how.add_argument('--flops', type=float, metavar='F',
@@ -275,15 +281,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == 'fit' and (args.depths is None) != (args.widths is None):
         parser.error('--depths and --widths go together')
+    if args.command == 'fit' and args.depths and len(args.depths) != len(args.widths):
+        parser.error(f'--depths has {len(args.depths)} values but --widths has '
+                     f'{len(args.widths)}: give one of each per stage')
     if args.command == 'scale' and len(args.config or ()) != len(args.out or ()):
         parser.error('--config and --out go together: one --out PATH per CONFIG')
-    try:
-        args.func(args)
-    # json errors are ValueErrors; the engine's errors (a config) only once it was imported
-    except (ValueError, TypeError, OSError, *cli.user_errors()) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        parser.exit(2, f'error: {message}\n')
+    return cli.run(lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -17,9 +17,8 @@ import warnings
 # mmengine imports pkg_resources, which warns on stderr at every start; errors stay one line.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from regnet_backbone.checkpoints import CheckpointError  # noqa: E402
-from regnet_backbone.deploy import (DEFAULT_OPSET, DeployError, build_backbone,  # noqa: E402
-                                    export_onnx)
+from regnet_backbone.deploy import DEFAULT_OPSET, export_onnx, load_for_export  # noqa: E402
+from regnet_backbone.runtime import cli  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,22 +48,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--exporter', choices=('torchscript', 'dynamo'), default='torchscript',
                         help="torch's exporter (default torchscript: see "
                         'regnet_backbone/deploy.py for why)')
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return cli.run(lambda: export(args), debug=args.debug,
+                   on_interrupt=lambda: 'interrupted; nothing was written.')
+
+
+def export(args) -> int:
     is_config = args.model.endswith('.py') or os.path.sep in args.model
-    try:
-        model = build_backbone(arch=None if is_config else args.model,
-                               config=args.model if is_config else None,
-                               checkpoint=args.checkpoint, deploy=args.deploy,
-                               out_indices=args.out_indices)
-        report = export_onnx(model, args.output, tuple(args.shape), opset=args.opset,
-                             dynamic=args.dynamic, exporter=args.exporter)
-    except (DeployError, CheckpointError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    model = load_for_export(arch=None if is_config else args.model,
+                            config=args.model if is_config else None,
+                            checkpoint=args.checkpoint, deploy=args.deploy,
+                            out_indices=args.out_indices)
+    report = export_onnx(model, args.output, tuple(args.shape), opset=args.opset,
+                         dynamic=args.dynamic, exporter=args.exporter)
     print(f'weights: {args.checkpoint or "none (random initialisation)"}'
           f'{", BatchNorm folded" if args.deploy else ""}')
     print(f'outputs: {", ".join(report.output_names)} (channels {list(model.out_channels)})')

@@ -78,11 +78,17 @@ def main(argv=None):
     log.phase('environment', began)
     if 'import_error' in report['environment']:
         return _finish(report, args, log, failed=True)
+    from regnet_backbone.runtime import cli  # the package imports now (wheels installed)
+    return cli.run(lambda: _check(report, args, log))
+
+
+def _check(report, args, log):
+    """The phases after the environment; returns the exit status."""
     from benchmarks import families, matrix
     from regnet_backbone.benchmark import BenchmarkError, resolve_device
     try:
         device = resolve_device(args.device)
-    except BenchmarkError as error:
+    except BenchmarkError as error:  # recorded: the report is what a lent machine leaves behind
         report['errors']['device'] = str(error)
         log(f'error: {error}')
         return _finish(report, args, log, failed=True)

@@ -10,10 +10,9 @@ OUT_DIR must be new, empty, or a folder this generator wrote before (it carries 
 import argparse
 import sys
 
-
-from regnet_backbone.demo.classification import make_synthetic_classification  # noqa: E402
-from regnet_backbone.demo.synthetic import SyntheticDataError, make_synthetic_coco  # noqa: E402
-from regnet_backbone.runtime import cli  # noqa: E402
+from regnet_backbone.demo.classification import make_synthetic_classification
+from regnet_backbone.demo.synthetic import make_synthetic_coco
+from regnet_backbone.runtime import cli
 
 
 # (num_train, num_val, size) per task.
@@ -47,22 +46,14 @@ def main(argv=None) -> int:
 
     def body():
         if args.task == 'classification':
-            try:
-                root = make_synthetic_classification(args.out_dir, num_train=args.num_train,
-                                                     num_val=args.num_val, size=args.size,
-                                                     seed=args.seed)
-            except FileExistsError as e:
-                raise SyntheticDataError(str(e)) from None
-            except OSError as e:
-                raise SyntheticDataError(f'cannot write {args.out_dir}: {e.strerror or e}') from e
+            root = make_synthetic_classification(args.out_dir, num_train=args.num_train,
+                                                 num_val=args.num_val, size=args.size,
+                                                 seed=args.seed)
             print(f'synthetic classification set ready: {root} ({args.num_train} train / '
                   f'{args.num_val} val images, {args.size}x{args.size}, seed {args.seed})')
             return
-        try:
-            spec = make_synthetic_coco(args.out_dir, num_train=args.num_train,
-                                       num_val=args.num_val, size=args.size, seed=args.seed)
-        except OSError as e:  # permissions, a full disk
-            raise SyntheticDataError(f'cannot write {args.out_dir}: {e.strerror or e}') from e
+        spec = make_synthetic_coco(args.out_dir, num_train=args.num_train, num_val=args.num_val,
+                                   size=args.size, seed=args.seed)
         print(f'synthetic dataset ready: {spec.root} ({spec.num_train} train / {spec.num_val} '
               f'val images, {spec.size}x{spec.size}, seed {spec.seed})')
 

@@ -5,19 +5,21 @@
         [--data-root DIR] [--cfg-options KEY=VALUE ...] [--init scratch | --pretrain CLS_CONFIG
         [--pretrain-cfg-options KEY=VALUE ...]] [--repeats K]
     python tools/study.py run WORK_DIR [WORK_DIR ...] [--jobs K] [--retries R]
-        [--executor local|workers|slurm|submitit-local] [--threads T] [--retry-failed]
+        [--executor local|slurm] [--threads T] [--retry-failed]
         [--partition P] [--gpus-per-trial G] [--cpus-per-task C] [--time MIN] [--mem-gb M]
     python tools/study.py collect WORK_DIR [WORK_DIR ...]
     python tools/study.py analyze WORK_DIR [WORK_DIR ...] --out REPORT_DIR [--metric KEY]
     python tools/study.py demo [--task fashion-mnist|synthetic-upernet] [--seed S]
-        [--out work_dirs/study] [--n 24] [--repeats 4] [--jobs 2] [--executor workers|local]
+        [--out work_dirs/study] [--n 24] [--repeats 4] [--jobs 2]
 
 ``demo`` (``make study``) compares RegNetX with AnyNetX_A (100-200 MF at 224x224) on the real
 Fashion-MNIST (Debian's dataset-fashion-mnist) with a 400-step classification recipe on a CPU
 (configs/demo/study/), then prints the verdict and where the report and summary.json are;
 ``--task synthetic-upernet`` runs the UperNet study on the synthetic shapes of ``make demo``.
 The library behind it is the package regnet_backbone.study, one module per stage:
-prepare.py (setup), launch.py (run), results.py (collect), report.py (analyze).
+prepare.py (setup), launch.py (run), results.py (collect), report.py (analyze). A mistake the
+user can fix ends with one ``error:`` line (``--debug``: the traceback); Ctrl-C stops a run,
+which the same command resumes.
 """
 import argparse
 import os.path as osp
@@ -26,6 +28,8 @@ import time
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from regnet_backbone.runtime import cli  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -62,9 +66,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Design-space studies (the RegNet paper\'s method) on a detection or '
         'segmentation recipe: setup -> run -> collect -> analyze.')
+    common = argparse.ArgumentParser(add_help=False)
+    cli.add_debug_flag(common)
     sub = parser.add_subparsers(dest='command', required=True)
 
-    p = sub.add_parser('setup', help='sample archs and write one trial config per sample')
+    def command(name, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p = command('setup', help='sample archs and write one trial config per sample')
     p.add_argument('base_config', help='mmdet/mmseg config with a RegNetBackbone')
     p.add_argument('work_dir', help='the study folder (study.json, trials/)')
     p.add_argument('--space', required=True, help=SPACE_HELP)
@@ -100,18 +109,16 @@ def parse_args(argv=None):
                    help='train the first K samples once more with another training seed '
                    '(trials trial_<i>_r1): the seed-noise floor of the report (default 0)')
 
-    p = sub.add_parser('run', help='train every unfinished trial (resumable)')
+    p = command('run', help='train every unfinished trial (resumable)')
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
     p.add_argument('--jobs', type=int, default=1, help='trials trained at once (default 1)')
     p.add_argument('--retries', type=int, default=1,
                    help='extra attempts for a failed trial, each resuming from its last '
                    'checkpoint (default 1)')
-    p.add_argument('--executor', choices=('local', 'workers', 'slurm', 'submitit-local'),
-                   default='local',
-                   help='local: tools/train.py subprocesses on this machine; workers: long-lived '
-                   'worker processes on this machine (start-up paid once per worker); slurm: a '
-                   'SLURM job array through submitit; submitit-local: the slurm code path on this '
-                   'machine')
+    p.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                   help='local (default): --jobs long-lived worker processes on this machine '
+                   'that train trial after trial (the start-up is paid once per worker); slurm: '
+                   'a SLURM job array through submitit, one job per trial attempt')
     p.add_argument('--threads', type=int,
                    help='OMP_NUM_THREADS per trial (local default: CPU count / --jobs)')
     p.add_argument('--retry-failed', action='store_true',
@@ -119,7 +126,7 @@ def parse_args(argv=None):
     s = p.add_argument_group('slurm (with --executor slurm)')
     s.add_argument('--partition', help='SLURM partition')
     s.add_argument('--gpus-per-trial', type=int, default=1,
-                   help='GPUs (one task each) per trial; > 1 runs tools/train.py --launcher slurm')
+                   help='GPUs (one task each) per trial; > 1 trains with --launcher slurm')
     s.add_argument('--cpus-per-task', type=int, default=8)
     s.add_argument('--time', type=int, default=240, help='time limit per trial in minutes')
     s.add_argument('--mem-gb', type=int)
@@ -127,10 +134,10 @@ def parse_args(argv=None):
     s.add_argument('--qos')
     s.add_argument('--constraint')
 
-    p = sub.add_parser('collect', help='write WORK_DIR/results.json from the trials\' logs')
+    p = command('collect', help='write WORK_DIR/results.json from the trials\' logs')
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
 
-    p = sub.add_parser('analyze', help='compare studies: a markdown report with PNGs')
+    p = command('analyze', help='compare studies: a markdown report with PNGs')
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
     p.add_argument('--out', required=True, help='report folder (report.md and PNGs)')
     p.add_argument('--metric', help='metric to rank by (default: the studies\' own); '
@@ -138,8 +145,8 @@ def parse_args(argv=None):
     p.add_argument('--scale', choices=('fraction', 'percent'),
                    help='how the metric is reported, for keys not listed under --metric')
 
-    p = sub.add_parser('demo', help='`make study`: RegNetX vs AnyNetX_A on the real Fashion-MNIST '
-                       '(CPU, 1 thread per trial, 2 trials at a time), then the report')
+    p = command('demo', help='`make study`: RegNetX vs AnyNetX_A on the real Fashion-MNIST '
+                '(CPU, 1 thread per trial, 2 trials at a time), then the report')
     p.add_argument('--task', choices=tuple(DEMO_TASKS), default='fashion-mnist',
                    help='fashion-mnist (default): a classifier on Debian\'s Fashion-MNIST, '
                    f'{DEMO_TASKS["fashion-mnist"]["n"]} trials a space plus '
@@ -164,9 +171,6 @@ def parse_args(argv=None):
                    'seed (default: 4 for fashion-mnist, 0 for synthetic-upernet)')
     p.add_argument('--jobs', type=int, default=2, help='trials at once (default 2, 1 thread '
                    'each)')
-    p.add_argument('--executor', choices=('workers', 'local'), default='workers',
-                   help='workers (default): long-lived worker processes that train trial after '
-                   'trial; local: one tools/train.py process per trial')
     p.add_argument('--flops', nargs=2, type=float, default=DEMO_FLOPS, metavar=('LO', 'HI'))
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override the trial recipe, e.g. train_cfg.max_iters=100')
@@ -332,7 +336,7 @@ def cmd_demo(args):
               f'flops {args.flops[0] / 1e6:.0f}-{args.flops[1] / 1e6:.0f} MF at 224x224)',
               flush=True)
         work_dirs.append(work_dir)
-    took = _run(work_dirs, jobs=args.jobs, retries=1, threads=1, executor=args.executor)
+    took = _run(work_dirs, jobs=args.jobs, retries=1, threads=1)
     for work_dir in work_dirs:
         study.collect(work_dir)
     report_dir = osp.join(args.out, 'report')
@@ -345,17 +349,15 @@ def cmd_demo(args):
     print(f'[study] EDFs: {osp.join(report_dir, "edf.png")}')
 
 
-def main(argv=None):
+COMMANDS = {'setup': cmd_setup, 'run': cmd_run, 'collect': cmd_collect, 'analyze': cmd_analyze,
+            'demo': cmd_demo}
+
+
+def main(argv=None) -> int:
     args = parse_args(argv)
-    from regnet_backbone.runtime.engine import ToolError
-    try:
-        {'setup': cmd_setup, 'run': cmd_run, 'collect': cmd_collect, 'analyze': cmd_analyze,
-         'demo': cmd_demo}[args.command](args)
-    except (ToolError, ValueError, OSError) as e:
-        sys.exit(f'error: {e}')
-    except KeyboardInterrupt:
-        sys.exit('interrupted: run the same command again to resume')
+    return cli.run(lambda: COMMANDS[args.command](args), debug=args.debug,
+                   on_interrupt=lambda: 'interrupted: run the same command again to resume')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

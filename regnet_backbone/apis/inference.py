@@ -3,10 +3,10 @@ model and its predictions on validation images, as numpy arrays (for drawing).""
 import os.path as osp
 from typing import Dict, List
 
-from ..runtime.config import PARTIAL_LOAD, _registries, codebase_of
+from ..checkpoints.state_dict import model_state_dict, shapes
+from ..runtime.config import PARTIAL_LOAD, codebase_of, registries
 from ..runtime.errors import CheckpointNotFoundError
-from ..checkpoints.io import allow_runner_checkpoints
-from ..runtime.loading import check_state_fits, read_model_checkpoint
+from ..runtime.strict_loading import check_state_fits, read_model_checkpoint
 
 
 def load_for_inference(cfg, checkpoint: str):
@@ -17,19 +17,17 @@ def load_for_inference(cfg, checkpoint: str):
         ``(model, dataset)``; ``dataset.metainfo`` holds ``classes`` and ``palette``.
     """
     from mmengine.registry import DefaultScope
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    from mmengine.runner.checkpoint import load_state_dict
     scope = codebase_of(cfg)
     if not osp.isfile(checkpoint):
         raise CheckpointNotFoundError(f'checkpoint not found: {checkpoint}')
-    MODELS, DATASETS = _registries(scope)
-    allow_runner_checkpoints()
+    MODELS, DATASETS = registries(scope)
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
         dataset = DATASETS.build(cfg.val_dataloader.dataset)
     obj = read_model_checkpoint(checkpoint)  # read once, checked, then loaded
-    check_state_fits(cfg, obj, checkpoint,
-                     shapes={k: tuple(v.shape) for k, v in model.state_dict().items()})
-    _load_checkpoint_to_model(model, obj, strict=not cfg.get(PARTIAL_LOAD))
+    check_state_fits(cfg, obj, checkpoint, shapes(model))
+    load_state_dict(model, model_state_dict(obj), strict=not cfg.get(PARTIAL_LOAD))
     return model.eval(), dataset
 
 

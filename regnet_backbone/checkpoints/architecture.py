@@ -3,17 +3,20 @@
 Stage widths come from each block's last 1x1 conv, bottleneck widths from its first, group widths
 from the 3x3 conv's input channels per group (``conv2.weight.shape[1]``), and the SE width from
 ``se.fc1``. Strides and dilations leave no trace in the shapes; the published models use stride 2
-in the first block of every stage, which is what ``expected_shapes`` assumes.
+in the first block of every stage, which is what ``expected_shapes`` builds.
 """
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
+import torch
+
 from ..design.presets import find_preset
 from ..design.space import AnyNetSpec
+from ..models.backbone import RegNetBackbone
 from .errors import NotRegNetError
+from .state_dict import Shapes, shapes
 
-_BN_STATS = ('weight', 'bias', 'running_mean', 'running_var')
 _BLOCK_KEY = re.compile(r'layer(\d+)\.(\d+)\.')
 #: SE ratios tried first when reading a squeeze width back (0.25 is RegNetY's).
 _COMMON_SE_RATIOS = (0.25, )
@@ -142,43 +145,11 @@ def infer_architecture(state_dict: Mapping) -> Architecture:
     return Architecture(spec=spec, stem_channels=stem[0], in_channels=stem[1])
 
 
-def expected_shapes(arch: Architecture) -> Dict[str, Tuple[int, ...]]:
-    """Every tensor of ``RegNetBackbone`` with BN for ``arch`` (stride 2 per stage), with shapes.
-
-    Mirrors ``models/blocks.py`` so that files can be checked without building a model.
-    """
-    shapes: Dict[str, Tuple[int, ...]] = {}
-
-    def conv(name, c_out, c_in, k, bias=False):
-        shapes[name + '.weight'] = (c_out, c_in, k, k)
-        if bias:
-            shapes[name + '.bias'] = (c_out, )
-
-    def norm(name, channels):
-        for param in _BN_STATS:
-            shapes[f'{name}.{param}'] = (channels, )
-        shapes[name + '.num_batches_tracked'] = ()
-
-    spec = arch.spec
-    conv('stem.conv', arch.stem_channels, arch.in_channels, 3)
-    norm('stem.norm', arch.stem_channels)
-    w_in = arch.stem_channels
-    for i, (depth, width, w_b, g) in enumerate(
-            zip(spec.depths, spec.widths, spec.bottleneck_widths, spec.group_widths)):
-        for j in range(depth):
-            p = f'layer{i + 1}.{j}.'
-            conv(p + 'conv1', w_b, w_in, 1)
-            norm(p + 'norm1', w_b)
-            conv(p + 'conv2', w_b, g, 3)
-            norm(p + 'norm2', w_b)
-            if spec.has_se:
-                se = int(round(w_in * spec.se_ratio))
-                conv(p + 'se.fc1', se, w_b, 1, bias=True)
-                conv(p + 'se.fc2', w_b, se, 1, bias=True)
-            conv(p + 'conv3', width, w_b, 1)
-            norm(p + 'norm3', width)
-            if j == 0:  # stride 2 in every stage's first block
-                conv(p + 'downsample.conv', width, w_in, 1)
-                norm(p + 'downsample.norm', width)
-            w_in = width
-    return shapes
+def expected_shapes(arch: Architecture) -> Shapes:
+    """Names -> shapes of every tensor of a ``RegNetBackbone`` with BN for ``arch`` (stride 2 in
+    each stage's first block), read off the module built on the meta device (no memory, no
+    initialisation), so that it can never disagree with the module."""
+    with torch.device('meta'):
+        model = RegNetBackbone(arch.spec, in_channels=arch.in_channels,
+                               stem_channels=arch.stem_channels)
+    return shapes(model)

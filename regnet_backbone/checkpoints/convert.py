@@ -1,11 +1,11 @@
 """Conversion between checkpoint layouts, in memory.
 
-Import (theirs -> ours): unwrap the file, keep the backbone's tensors (BN running statistics and
+Import (theirs -> ours): unwrap the file (:mod:`.state_dict`), keep the backbone's tensors (BN running statistics and
 ``num_batches_tracked`` included), drop the classifier, rename with the layout's table, put the
 first conv in the wanted channel order, read the architecture off the shapes and check that every
 tensor of that architecture is present with the right shape.
 Export (ours -> theirs) is the same table read backwards (:mod:`.files`, which also writes
-converted files); loading into a model is :mod:`.loading`.
+converted files); loading into a model is :mod:`.pretrained`.
 
 Channel order: every file has a *native* order, the colour order its first conv expects (pycls
 and mmdet: BGR; torchvision and timm: RGB; our files: ``meta['channel_order']``). Both orders use
@@ -20,33 +20,22 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..models.backbone import CHANNEL_ORDERS
 from .architecture import Architecture, expected_shapes, infer_architecture
 from .errors import CheckpointError, NotRegNetError, UnknownFormatError
-from .fit import compare
 from .formats import (EXTENSION_KEY, OURS, KeyLayout, detect_layout, get_layout,
                       unmatched_keys)
 from .io import read_checkpoint
+from .state_dict import (BACKBONE_PREFIX, Mismatch, Shapes, compare, model_state_dict,
+                         select_prefix, shapes)
 
 #: What converted checkpoints expect: RGB, 0-255, these per-channel statistics.
 RGB_MEAN = (123.675, 116.28, 103.53)
 RGB_STD = (58.395, 57.12, 57.375)
-#: The colour orders a first conv can expect.
-CHANNEL_ORDERS = ('RGB', 'BGR')
 
 #: Bumped when the layout of converted files changes.
 FORMAT_VERSION = 1
-#: Dict keys under which checkpoints nest their state dict, tried in this order.
-_WRAPPERS = ('state_dict', 'model_state', 'model')
 STEM_WEIGHT = 'stem.conv.weight'
-
-
-@dataclass
-class PartialLoad:
-    """What a deliberate partial load (``strict=False``) left out."""
-    loaded: List[str]
-    missing: List[str]
-    unexpected: List[str]
-    wrong_shape: List[str]
 
 
 @dataclass
@@ -62,6 +51,7 @@ class ConvertedCheckpoint:
         source_meta: the source file's ``meta`` dict, if it had one.
         channel_order: the colour order ``state_dict``'s first conv expects, 'RGB' or 'BGR'.
         native_order: the order the source file's first conv expected.
+        partial: after a deliberate partial load (``strict=False``), what did not load.
     """
     state_dict: Dict[str, torch.Tensor]
     architecture: Architecture
@@ -69,7 +59,7 @@ class ConvertedCheckpoint:
     dropped: List[str] = field(default_factory=list)
     filled: List[str] = field(default_factory=list)
     source_meta: dict = field(default_factory=dict)
-    partial: Optional[PartialLoad] = None
+    partial: Optional[Mismatch] = None
     channel_order: str = 'RGB'
     native_order: str = 'RGB'
 
@@ -77,47 +67,6 @@ class ConvertedCheckpoint:
     def arch(self) -> Optional[str]:
         """The preset name of the architecture, or None for a custom one."""
         return self.architecture.preset
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-
-
-def extract_state_dict(obj: Any) -> Tuple[Dict[str, torch.Tensor], dict, List[str]]:
-    """Find the state dict inside a loaded checkpoint and strip wrapper prefixes.
-
-    Accepts a plain state dict, pycls's ``{'model_state': ...}``, mmengine's
-    ``{'state_dict': ..., 'meta': ...}`` and ``{'model': ...}``. A ``module.`` prefix on every
-    key (DataParallel) is removed; when some keys start with ``backbone.`` (a detector or
-    classifier), only those are kept.
-    Returns (state dict, meta dict, dropped key names).
-    """
-    meta = {}
-    if isinstance(obj, Mapping) and not _is_state_dict(obj):
-        if isinstance(obj.get('meta'), Mapping):
-            meta = dict(obj['meta'])
-        for key in _WRAPPERS:
-            if _is_state_dict(obj.get(key)):
-                obj = obj[key]
-                break
-        else:
-            keys = ', '.join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else ''
-            raise UnknownFormatError(
-                f'found no state dict in the checkpoint (top-level keys: {keys or "none"}); '
-                f'expected tensors at the top level or under {", ".join(_WRAPPERS)}.')
-    if not _is_state_dict(obj):
-        raise UnknownFormatError(f'the checkpoint holds a {type(obj).__name__}, not a dict of '
-                                 f'tensors; pass a model checkpoint.')
-    state_dict = dict(obj)
-    if all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    dropped = []
-    if any(k.startswith('backbone.') for k in state_dict):
-        dropped = [k for k in state_dict if not k.startswith('backbone.')]
-        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                      if k.startswith('backbone.')}
-    return state_dict, meta, dropped
 
 
 def flip_first_conv(state_dict: Dict[str, torch.Tensor], key: str) -> None:
@@ -129,9 +78,7 @@ def flip_first_conv(state_dict: Dict[str, torch.Tensor], key: str) -> None:
     state_dict[key] = weight.flip(1).contiguous()
 
 
-def check_tensors(state_dict: Dict[str, torch.Tensor],
-                  expected: Mapping[str, Tuple[int, ...]],
-                  what: str,
+def check_tensors(state_dict: Dict[str, torch.Tensor], expected: Shapes, what: str,
                   cause: str = 'the checkpoint is incomplete or not a RegNet') -> List[str]:
     """Make ``state_dict`` hold exactly the ``expected`` names and shapes.
 
@@ -143,13 +90,13 @@ def check_tensors(state_dict: Dict[str, torch.Tensor],
         if key not in state_dict and key.endswith('.num_batches_tracked'):
             state_dict[key] = torch.tensor(0, dtype=torch.long)
             filled.append(key)
-    mismatch = compare(state_dict, expected)
+    mismatch = compare(shapes(state_dict), expected)
     if mismatch:
         raise NotRegNetError(f'the tensors do not form {what}: {mismatch.summary()}; {cause}.')
     return filled
 
 
-def check_channel_order(order: Optional[str], what: str = 'channel_order') -> Optional[str]:
+def parse_channel_order(order: Optional[str], what: str = 'channel_order') -> Optional[str]:
     """``order`` upper-cased if it is 'RGB', 'BGR' (or None); ``CheckpointError`` otherwise."""
     if order is None:
         return None
@@ -166,7 +113,7 @@ def native_order(layout: KeyLayout, meta: Mapping) -> str:
         recorded = meta.get('regnet_channel_order')
         order = meta.get('channel_order') or (
             recorded.get('backbone.') if isinstance(recorded, Mapping) else None)
-        return check_channel_order(order or 'RGB', "the checkpoint's meta channel_order")
+        return parse_channel_order(order or 'RGB', "the checkpoint's meta channel_order")
     return layout.channel_order
 
 
@@ -184,7 +131,8 @@ def _split_extensions(state_dict: Dict[str, torch.Tensor]):
 
 
 def convert(obj: Any, src: str = 'auto', check: bool = True,
-            channel_order: Optional[str] = 'RGB') -> ConvertedCheckpoint:
+            channel_order: Optional[str] = 'RGB',
+            prefix: Optional[str] = None) -> ConvertedCheckpoint:
     """Convert a loaded checkpoint (any supported layout) to ours, in memory.
 
     Args:
@@ -196,10 +144,20 @@ def convert(obj: Any, src: str = 'auto', check: bool = True,
             (mmdet's ``RegNet`` extensions) are kept and left to that check.
         channel_order: the colour order the returned first conv expects ('RGB', 'BGR'), or
             None for the file's native order.
+        prefix: keep only the tensors under this name prefix (``'backbone.'``); None: those
+            under ``'backbone.'`` when some names have it (a detector or classifier), else all.
     Raises ``UnknownFormatError``/``AmbiguousFormatError`` for names that fit no/several layouts
     and ``NotRegNetError`` for shapes that are not a RegNet.
     """
-    state_dict, meta, dropped = extract_state_dict(obj)
+    state_dict = model_state_dict(obj)
+    meta = dict(obj['meta']) if isinstance(obj, Mapping) and isinstance(
+        obj.get('meta'), Mapping) else {}
+    if prefix is None and any(k.startswith(BACKBONE_PREFIX) for k in state_dict):
+        prefix = BACKBONE_PREFIX
+    dropped = []
+    if prefix:
+        dropped = [k for k in state_dict if not k.startswith(prefix)]
+        state_dict = select_prefix(state_dict, prefix)
     if src == 'auto':
         layout = detect_layout(state_dict)
     else:
@@ -213,7 +171,7 @@ def convert(obj: Any, src: str = 'auto', check: bool = True,
             raise UnknownFormatError(
                 f'{len(stray)} of {len(state_dict)} tensor names are not part of the {layout.name} '
                 f'layout (e.g. {", ".join(stray[:3])}){guess}.')
-    wanted = check_channel_order(channel_order)
+    wanted = parse_channel_order(channel_order)
     native = native_order(layout, meta)
     ours: Dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
@@ -243,39 +201,9 @@ def convert(obj: Any, src: str = 'auto', check: bool = True,
                                source_meta=meta, channel_order=order, native_order=native)
 
 
-def select_prefix(obj: Any, prefix: str) -> Dict[str, torch.Tensor]:
-    """The tensors of a loaded checkpoint whose names start with ``prefix``, prefix removed.
-
-    The semantics of mmengine's ``init_cfg=dict(type='Pretrained', prefix='backbone.')``, used
-    to take a backbone out of a detector's or classifier's checkpoint.
-    """
-    if isinstance(obj, Mapping) and not _is_state_dict(obj):
-        for key in _WRAPPERS:
-            if _is_state_dict(obj.get(key)):
-                obj = obj[key]
-                break
-    if not _is_state_dict(obj):
-        raise UnknownFormatError('found no state dict in the checkpoint; pass a model '
-                                 'checkpoint.')
-    keys = [k[len('module.'):] if k.startswith('module.') else k for k in obj]
-    picked = {k[len(prefix):]: v for k, v in zip(keys, obj.values()) if k.startswith(prefix)}
-    if not picked:
-        raise UnknownFormatError(f'no tensor name starts with prefix {prefix!r} (e.g. '
-                                 f'{", ".join(keys[:3])}); fix the prefix in init_cfg.')
-    return picked
-
-
-def load_checkpoint(path: str, src: str = 'auto', check: bool = True,
-                    prefix: Optional[str] = None,
-                    channel_order: Optional[str] = 'RGB') -> ConvertedCheckpoint:
-    """Read ``path`` safely and convert it to our layout in memory (see ``convert``).
-
-    ``prefix``: keep only the tensors under this name prefix first (``'backbone.'``).
-    """
-    obj = read_checkpoint(path)
-    if prefix:
-        meta = obj.get('meta') if isinstance(obj, Mapping) else None
-        obj = select_prefix(obj, prefix)
-        if isinstance(meta, Mapping):  # keep the file's own channel order with its tensors
-            obj = {'state_dict': obj, 'meta': dict(meta)}
-    return convert(obj, src=src, check=check, channel_order=channel_order)
+def read_converted(path: str, src: str = 'auto', check: bool = True,
+                   prefix: Optional[str] = None,
+                   channel_order: Optional[str] = 'RGB') -> ConvertedCheckpoint:
+    """Read the checkpoint at ``path`` safely and :func:`convert` it, in memory."""
+    return convert(read_checkpoint(path), src=src, check=check, channel_order=channel_order,
+                   prefix=prefix)

@@ -13,7 +13,7 @@ from ..atomic import NotARegularFileError, resolve_output
 from ..design.presets import PRESETS, get_preset
 from .architecture import Architecture
 from .convert import (FORMAT_VERSION, STEM_WEIGHT, ConvertedCheckpoint, channel_statistics,
-                      check_channel_order, convert, flip_first_conv)
+                      convert, flip_first_conv, parse_channel_order)
 from .errors import ArchitectureMismatchError, CheckpointError, OutputExistsError
 from .formats import OURS, get_layout
 from .io import file_sha256, nonfinite_tensors, read_checkpoint, write_atomic
@@ -96,7 +96,7 @@ def export_state_dict(state_dict: Mapping[str, torch.Tensor], fmt: str,
     exported to it (``CheckpointError``).
     """
     layout = get_layout(fmt)
-    channel_order = check_channel_order(channel_order)
+    channel_order = parse_channel_order(channel_order)
     out = {}
     for key, tensor in state_dict.items():
         theirs = layout.from_ours(key)
@@ -154,7 +154,7 @@ def convert_file(input_path: str, output_path: str, src: str = 'auto', arch: Opt
     """
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     check_output(output_path, force)  # write_atomic checks again
-    channel_order = check_channel_order(channel_order)
+    channel_order = parse_channel_order(channel_order)
     layout = get_layout(to)
     if to != OURS and output_path.endswith('.safetensors') and layout.wrapper:
         raise CheckpointError(f'{to} files are pickles ({layout.wrapper!r} wrapper); use '

@@ -19,15 +19,15 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
-from .convert import check_channel_order, convert, flip_first_conv
-from .files import check_output
+from .convert import STEM_WEIGHT, convert, flip_first_conv, parse_channel_order
 from .errors import CheckpointError
+from .files import check_output
 from .formats import MMDET, OURS, unmatched_keys
 from .io import file_sha256, read_checkpoint, write_atomic
+from .state_dict import BACKBONE_PREFIX, model_state_dict
 
-#: The first tensor of a backbone in mmdet's names, and in ours.
+#: The first tensor of a backbone in mmdet's names.
 _MMDET_STEM = 'conv1.weight'
-_OUR_STEM = 'stem.conv.weight'
 #: A data preprocessor's conversion flag in a config's text (mmdet/mmseg 3.x, mmpretrain, and
 #: mmdet 2.x's ``img_norm_cfg``).
 _CONVERSION_FLAG = re.compile(r'\b(?:bgr_to_rgb|to_rgb)\s*=\s*(True|False)\b')
@@ -52,7 +52,7 @@ class TranslatedBackbone:
 
 def regnet_prefixes(keys: Iterable[str]) -> List[str]:
     """The prefixes (``'backbone.'``) under which ``keys`` hold a RegNetBackbone in our names."""
-    return sorted(k[:-len(_OUR_STEM)] for k in keys if k.endswith(_OUR_STEM))
+    return sorted(k[:-len(STEM_WEIGHT)] for k in keys if k.endswith(STEM_WEIGHT))
 
 
 def mmdet_regnet_prefixes(state_dict: Mapping[str, torch.Tensor]) -> List[str]:
@@ -102,7 +102,7 @@ def translate_model_state_dict(
     out = dict(state_dict)
     found = []
     for prefix in sorted(wanted & (mmdet | ours)):
-        order = check_channel_order(file_orders.get(prefix))
+        order = parse_channel_order(file_orders.get(prefix))
         renamed = 0
         if prefix in mmdet:
             for key in [k for k in out if k.startswith(prefix)]:
@@ -111,9 +111,9 @@ def translate_model_state_dict(
                     continue
                 out[prefix + name] = out.pop(key)
                 renamed += 1
-        target = check_channel_order(channel_orders.get(prefix))
+        target = parse_channel_order(channel_orders.get(prefix))
         if target is not None and order is not None and target != order:
-            flip_first_conv(out, prefix + _OUR_STEM)
+            flip_first_conv(out, prefix + STEM_WEIGHT)
             order = target
         elif target is not None and order is None:
             order = target  # the file does not say; the model's declaration stands
@@ -145,14 +145,7 @@ def translate_model_checkpoint(obj, channel_order: Optional[str] = None) -> Tupl
     None}) and ``source_format``. Raises ``CheckpointError`` when the file holds no mmdet-style
     RegNet.
     """
-    if not isinstance(obj, Mapping):
-        raise CheckpointError('the checkpoint is not a dict; pass a whole-model checkpoint.')
-    state_dict = obj.get('state_dict', obj)
-    if not isinstance(state_dict, Mapping) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CheckpointError('found no state dict in the checkpoint; pass a model checkpoint.')
-    state_dict = {(k[len('module.'):] if k.startswith('module.') else k): v
-                  for k, v in state_dict.items()}
+    state_dict = model_state_dict(obj)
     prefixes = [p for p in mmdet_regnet_prefixes(state_dict) if p]
     if not prefixes:
         raise CheckpointError(
@@ -160,7 +153,7 @@ def translate_model_checkpoint(obj, channel_order: Optional[str] = None) -> Tupl
             '...); --whole-model translates detectors and classifiers built on mmdet\'s or '
             'mmpretrain\'s RegNet. For a bare backbone drop --whole-model.')
     meta = dict(obj['meta']) if isinstance(obj.get('meta'), Mapping) else {}
-    order = check_channel_order(channel_order) or trained_channel_order(meta)
+    order = parse_channel_order(channel_order) or trained_channel_order(meta)
     translated, found = translate_model_state_dict(state_dict, prefixes,
                                                    file_orders={p: order for p in prefixes})
     meta.update(source_format=MMDET.name, converter='regnet_backbone.checkpoints',
@@ -186,7 +179,7 @@ def convert_model_file(input_path: str, output_path: str, channel_order: Optiona
 def describe_contents(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
     """What a state dict holds, when it can be told: ``'a model whose backbone is regnetx_400mf
     (...)'`` or ``'a bare RegNet backbone, regnetx_3.2gf (...)'``; None otherwise."""
-    prefixed = any(isinstance(k, str) and k.startswith('backbone.') for k in state_dict)
+    prefixed = any(isinstance(k, str) and k.startswith(BACKBONE_PREFIX) for k in state_dict)
     try:
         converted = convert(dict(state_dict), check=False)
     except (CheckpointError, ValueError, KeyError, IndexError):

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from ..atomic import replace_bytes
-from .synthetic import _background, _shape_colour, _shape_mask
 from .synthetic import CLASSES as SHAPES
+from .synthetic import OutputFolderError, background, shape_colour, shape_mask, writing_to
 
 COUNTS = (1, 2)
 CLASSES = tuple(f'{n}_{shape}{"s" if n > 1 else ""}' for shape in SHAPES for n in COUNTS)
@@ -39,17 +39,17 @@ def render_image(seed: int, split: str, index: int, size: int) -> Tuple[np.ndarr
     shape, count = divmod(label, len(COUNTS))
     count = COUNTS[count]
     while True:  # a layout where the shapes cannot all be placed apart is drawn again
-        image = _background(rng, size)
+        image = background(rng, size)
         taken = np.zeros((size, size), bool)
         painted = 0
         for _ in range(300):
-            kind, mask = _shape_mask(rng, size)
+            kind, mask = shape_mask(rng, size)
             if kind != shape or not mask.any():
                 continue
             grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             if (grown & taken).any():  # shapes never touch, so they can be counted
                 continue
-            image[mask] = _shape_colour(rng, image)
+            image[mask] = shape_colour(rng, image)
             taken |= grown
             painted += 1
             if painted == count:
@@ -60,7 +60,14 @@ def make_synthetic_classification(root: str, num_train: int = 3000, num_val: int
                                   size: int = 64, seed: int = 0) -> str:
     """Write the dataset under ``root`` (skipped when a complete one with the same parameters is
     there) and return ``root``. ``root`` must be empty, absent or a dataset written by this
-    function: a folder holding anything else raises ``FileExistsError`` and is left untouched."""
+    function: a folder holding anything else raises :class:`~.synthetic.OutputFolderError` (a
+    ``FileExistsError``) and is left untouched; one that cannot be written raises
+    :class:`~.synthetic.SyntheticDataError`."""
+    with writing_to(root):
+        return _write_classification(root, num_train, num_val, size, seed)
+
+
+def _write_classification(root: str, num_train: int, num_val: int, size: int, seed: int) -> str:
     params = dict(format=FORMAT_VERSION, num_train=num_train, num_val=num_val, size=size,
                   seed=seed, classes=list(CLASSES))
     manifest = osp.join(root, MANIFEST)
@@ -73,8 +80,8 @@ def make_synthetic_classification(root: str, num_train: int = 3000, num_val: int
             shutil.rmtree(osp.join(root, split), ignore_errors=True)
     elif osp.isdir(root) and not set(os.listdir(root)) <= set(SPLITS):
         # Only an interrupted run of ours leaves split folders without the manifest.
-        raise FileExistsError(f'{root} holds files that are not a synthetic classification '
-                              f'set; give an empty or new folder.')
+        raise OutputFolderError(f'{root} holds files that are not a synthetic classification '
+                                f'set; give an empty or new folder.')
     for split, count in zip(SPLITS, (num_train, num_val)):
         for name in CLASSES:
             os.makedirs(osp.join(root, split, name), exist_ok=True)

@@ -23,6 +23,7 @@ import struct
 from typing import Dict, Optional, Tuple
 
 from ..atomic import replace_file
+from ..errors import RegNetError
 
 #: Where Debian's dataset-fashion-mnist package puts the gzipped idx files.
 SOURCE_DIR = '/usr/share/datasets/fashion-mnist'
@@ -34,7 +35,7 @@ CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shi
            'Bag', 'Ankle boot')
 
 
-class FashionMNISTError(ValueError):
+class FashionMNISTError(RegNetError, ValueError):
     """The Fashion-MNIST files cannot be prepared (a bad source file)."""
 
 

@@ -24,6 +24,7 @@ of an earlier version, recognised by its ``synthetic.json``, gets one). Any othe
 refused with :class:`OutputFolderError` before anything is written or deleted.
 Needs numpy, OpenCV and pycocotools.
 """
+import contextlib
 import json
 import os
 import os.path as osp
@@ -45,12 +46,26 @@ MANIFEST = 'synthetic.json'
 MARKER = '.regnet-synthetic'
 
 
-class SyntheticDataError(RegNetError, ValueError):
-    """A request the generator cannot fulfil (bad arguments, a foreign output folder)."""
+class SyntheticDataError(RegNetError):
+    """A request the generator cannot fulfil (bad arguments, a foreign or unwritable output
+    folder)."""
 
 
-class OutputFolderError(SyntheticDataError):
+class OutputFolderError(SyntheticDataError, FileExistsError):
     """The output folder holds files the generator did not write: refused, nothing changed."""
+
+
+@contextlib.contextmanager
+def writing_to(root: str):
+    """Writing a dataset under ``root``: an ``OSError`` (no permission, a full disk) becomes a
+    :class:`SyntheticDataError` naming the folder."""
+    try:
+        yield
+    except OutputFolderError:
+        raise
+    except OSError as e:
+        raise SyntheticDataError(f'cannot write the synthetic dataset to {root}: '
+                                 f'{e.strerror or e}; choose a folder you can write to.') from e
 
 # A shape is dropped (never painted) when less than this share of it, or fewer pixels than
 # MIN_VISIBLE_PIXELS, would remain visible: hidden objects would only teach label noise.
@@ -85,7 +100,7 @@ class SyntheticCoco:
         return SEG_CLASSES
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth colour gradient plus blurred blotches plus pixel noise, (size, size, 3) uint8."""
     base = rng.uniform(50, 205, size=3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
@@ -100,7 +115,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _shape_mask(rng: np.random.Generator, size: int) -> Tuple[int, np.ndarray]:
+def shape_mask(rng: np.random.Generator, size: int) -> Tuple[int, np.ndarray]:
     """One random shape: (class index, full (size, size) bool mask)."""
     label = int(rng.integers(len(CLASSES)))
     radius = rng.uniform(0.10, 0.24) * size
@@ -124,7 +139,7 @@ def _shape_mask(rng: np.random.Generator, size: int) -> Tuple[int, np.ndarray]:
     return label, canvas.astype(bool)
 
 
-def _shape_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+def shape_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     """A colour that stands out from the mean background colour (at least 80 apart, L2)."""
     mean = background.reshape(-1, 3).mean(0)
     colour = rng.uniform(0, 255, size=3)
@@ -145,9 +160,9 @@ def render_image(seed: int, split: str, index: int,
         instances: bottom-to-top list of (class index, visible (size, size) bool mask).
     """
     rng = np.random.default_rng([seed, SPLITS.index(split), index, size])
-    background = _background(rng, size)
-    shapes = [_shape_mask(rng, size) for _ in range(int(rng.integers(2, 6)))]
-    colours = [_shape_colour(rng, background) for _ in shapes]
+    canvas = background(rng, size)
+    shapes = [shape_mask(rng, size) for _ in range(int(rng.integers(2, 6)))]
+    colours = [shape_colour(rng, canvas) for _ in shapes]
 
     # Decide visibility from the top shape down, so a dropped shape occludes nothing.
     kept, occluder = [], np.zeros((size, size), bool)
@@ -161,7 +176,7 @@ def render_image(seed: int, split: str, index: int,
         occluder |= full
     kept.reverse()
 
-    image = background
+    image = canvas
     semantic = np.zeros((size, size), np.uint8)
     for i, label, visible in kept:
         full = shapes[i][1]
@@ -289,7 +304,8 @@ def make_synthetic_coco(root: str, num_train: int = 16, num_val: int = 4, size: 
 
     Args:
         root: output folder: new, empty, or written by this generator before (see
-            :func:`claim_folder`; anything else raises :class:`OutputFolderError`).
+            :func:`claim_folder`; anything else raises :class:`OutputFolderError`, a folder that
+            cannot be written :class:`SyntheticDataError`).
         num_train, num_val: images per split.
         size: image side in pixels (square images; at least 32).
         seed: everything is a pure function of the seed, the split, the index and the size.
@@ -303,14 +319,15 @@ def make_synthetic_coco(root: str, num_train: int = 16, num_val: int = 4, size: 
     if num_train < 1 or num_val < 1:
         raise SyntheticDataError(f'num_train={num_train} and num_val={num_val} must both be >= 1.')
     spec = SyntheticCoco(osp.abspath(root), int(num_train), int(num_val), int(size), int(seed))
-    claim_folder(spec.root)
-    if _is_complete(spec):
-        return spec
-    manifest = osp.join(spec.root, MANIFEST)
-    if osp.exists(manifest):
-        os.remove(manifest)  # mark incomplete until every file is rewritten
-    for split, count in zip(SPLITS, (spec.num_train, spec.num_val)):
-        _write_split(spec, split, count)
-    with open(manifest, 'w') as f:
-        json.dump(_manifest(spec), f, indent=2, sort_keys=True)
+    with writing_to(spec.root):
+        claim_folder(spec.root)
+        if _is_complete(spec):
+            return spec
+        manifest = osp.join(spec.root, MANIFEST)
+        if osp.exists(manifest):
+            os.remove(manifest)  # mark incomplete until every file is rewritten
+        for split, count in zip(SPLITS, (spec.num_train, spec.num_val)):
+            _write_split(spec, split, count)
+        with open(manifest, 'w') as f:
+            json.dump(_manifest(spec), f, indent=2, sort_keys=True)
     return spec

@@ -1,116 +1,107 @@
-"""Pictures for the demo: predictions drawn on images, and training curves from mmengine's logs.
+"""Pictures for the demo: predictions drawn by mmdet's and mmseg's own visualizers, tiled with
+captions, and training curves from mmengine's logs.
 
-* :func:`read_scalars` (from :mod:`regnet_backbone.runtime.logs`): the training and validation
-  scalars mmengine logged under a work dir, resumed runs stitched together.
-* :func:`draw_detections` / :func:`draw_segmentation`: one image with instance masks, boxes,
-  class names and scores, or with a label map blended in.
+* :func:`detection_pictures`: ``mmdet.visualization.DetLocalVisualizer`` draws each image's
+  instances (masks, boxes, class names and scores).
+* :func:`segmentation_pictures`: each image, then ``mmseg.visualization.SegLocalVisualizer``
+  drawing its ground truth and its prediction over it (with class names).
 * :func:`tile`: several pictures in a grid, with captions.
-* :func:`plot_training`: loss (left) and validation metrics (right) against the iteration.
+* :func:`plot_training`: loss (left) and validation metrics (right) against the iteration, from
+  the records of :func:`regnet_backbone.runtime.logs.read_scalars`.
 * :func:`write_png`: encode and write a picture (atomically).
 
-Pictures are (H, W, 3) uint8 RGB numpy arrays. Needs numpy, OpenCV and (for the plot)
-matplotlib; imports neither torch nor the OpenMMLab codebases. Nothing here prints.
+Pictures are (H, W, 3) uint8 RGB numpy arrays; the results drawn are those of
+:func:`regnet_backbone.apis.predict_validation_images`. Nothing here prints.
 """
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from ..atomic import replace_bytes, replace_file
-from ..runtime.logs import last_metrics, read_scalars  # noqa: F401 (re-exported)
 
 Colour = Tuple[int, int, int]
 
 
-# --- drawing -------------------------------------------------------------------------------------
-def _text(canvas: np.ndarray, text: str, x: int, y: int, colour: Colour,
-          scale: float = 0.4) -> None:
-    """Text with a filled background box whose top-left corner is (x, y), kept inside."""
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    x = int(np.clip(x, 0, max(canvas.shape[1] - w - 2, 0)))
-    y = int(np.clip(y, 0, max(canvas.shape[0] - h - base - 2, 0)))
-    cv2.rectangle(canvas, (x, y), (x + w + 2, y + h + base + 2), colour, -1)
-    luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(canvas, text, (x + 1, y + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 1,
-                cv2.LINE_AA)
+def _visualizer(cls, classes: Sequence[str], palette: Sequence[Colour]):
+    """A ``cls`` (an mmengine ``Visualizer``) for a dataset's classes and palette, with no
+    storage backend: it only draws."""
+    visualizer = cls(name=f'regnet_demo_{cls.__name__}')
+    visualizer.dataset_meta = dict(classes=tuple(classes), palette=list(palette))
+    return visualizer
 
 
-def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
-                    scores: np.ndarray, masks: Optional[np.ndarray], classes: Sequence[str],
-                    palette: Sequence[Colour], score_thr: float = 0.3,
-                    alpha: float = 0.5) -> np.ndarray:
-    """Instances drawn on a copy of ``image``: mask tint and outline, box, ``class score``.
+def detection_pictures(results: Sequence[Dict], classes: Sequence[str],
+                       palette: Sequence[Colour],
+                       score_thr: float) -> Tuple[List[np.ndarray], List[str]]:
+    """Draw each result's instances scoring above ``score_thr`` on its image, as mmdet's
+    ``DetLocalVisualizer`` draws predictions.
 
     Args:
-        image: (H, W, 3) uint8 RGB.
-        boxes: (N, 4) x1, y1, x2, y2 in pixels; labels: (N,) class indices; scores: (N,).
-        masks: (N, H, W) bool, or None.
+        results: dicts with ``image`` ((H, W, 3) uint8 RGB), ``boxes`` ((N, 4) x1 y1 x2 y2
+            pixels), ``labels`` ((N,)), ``scores`` ((N,)) and ``masks`` ((N, H, W) bool, or None).
         classes, palette: a name and an RGB colour per class index.
-        score_thr: instances scoring below it are not drawn.
 
     Returns:
-        (H, W, 3) uint8 RGB.
+        ``(pictures, captions)``: one (H, W, 3) uint8 RGB picture per result, and
+        ``'val K: N objects'``.
     """
-    canvas = image.astype(np.float32)
-    keep = [i for i in np.argsort(scores) if scores[i] >= score_thr]  # best drawn last, on top
-    for i in keep:
-        if masks is not None:
-            colour = np.array(palette[int(labels[i]) % len(palette)], np.float32)
-            canvas[masks[i]] = (1 - alpha) * canvas[masks[i]] + alpha * colour
-    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
-    for i in keep:
-        colour = tuple(int(c) for c in palette[int(labels[i]) % len(palette)])
-        if masks is not None:
-            contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(canvas, contours, -1, (255, 255, 255), 1)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[i])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 1)
-        name = classes[int(labels[i])] if int(labels[i]) < len(classes) else str(int(labels[i]))
-        _text(canvas, f'{name} {float(scores[i]):.2f}', x1, y1 - 13, colour)
-    return canvas
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmdet.visualization import DetLocalVisualizer
+    from mmengine.structures import InstanceData
+    visualizer = _visualizer(DetLocalVisualizer, classes, palette)
+    pictures, captions = [], []
+    for k, result in enumerate(results):
+        instances = InstanceData(bboxes=torch.as_tensor(result['boxes']),
+                                 labels=torch.as_tensor(result['labels']),
+                                 scores=torch.as_tensor(result['scores']))
+        if result['masks'] is not None:
+            instances.masks = torch.as_tensor(result['masks'])
+        visualizer.add_datasample('prediction', result['image'],
+                                  DetDataSample(pred_instances=instances), draw_gt=False,
+                                  pred_score_thr=score_thr)
+        pictures.append(visualizer.get_image())
+        captions.append(f'val {k}: {int((instances.scores > score_thr).sum())} objects')
+    return pictures, captions
 
 
-def colourise(label_map: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
-    """(H, W) class indices -> (H, W, 3) uint8 RGB; indices outside the palette are grey."""
-    table = np.full((256, 3), 128, np.uint8)
-    table[:len(palette)] = np.asarray(palette, np.uint8)
-    return table[np.clip(label_map, 0, 255).astype(np.uint8)]
+def segmentation_pictures(results: Sequence[Dict], classes: Sequence[str],
+                          palette: Sequence[Colour]) -> Tuple[List[np.ndarray], List[str]]:
+    """Three pictures per result: the image, then its ground truth and its prediction drawn over
+    it by mmseg's ``SegLocalVisualizer``.
+
+    Args:
+        results: dicts with ``image`` ((H, W, 3) uint8 RGB) and ``ground_truth`` and
+            ``prediction`` ((H, W) class indices).
+        classes, palette: a name and an RGB colour per class index.
+
+    Returns:
+        ``(pictures, captions)``, three of each per result.
+    """
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    from mmseg.visualization import SegLocalVisualizer
+    visualizer = _visualizer(SegLocalVisualizer, classes, palette)
+    pictures, captions = [], []
+    for k, result in enumerate(results):
+        pictures.append(result['image'])
+        for key, field in (('ground_truth', 'gt_sem_seg'), ('prediction', 'pred_sem_seg')):
+            label_map = PixelData(data=torch.as_tensor(result[key])[None])
+            visualizer.add_datasample(key, result['image'], SegDataSample(**{field: label_map}))
+            pictures.append(visualizer.get_image())
+        captions += [f'val {k}', 'ground truth', 'prediction']
+    return pictures, captions
 
 
-def draw_segmentation(image: np.ndarray, label_map: np.ndarray, palette: Sequence[Colour],
-                      alpha: float = 0.6, background: Optional[int] = 0) -> np.ndarray:
-    """``label_map`` ((H, W) ints) blended over ``image`` ((H, W, 3) uint8 RGB); pixels of the
-    ``background`` class keep the image. Returns (H, W, 3) uint8 RGB."""
-    colours = colourise(label_map, palette).astype(np.float32)
-    blend = (1 - alpha) * image.astype(np.float32) + alpha * colours
-    if background is not None:
-        blend[label_map == background] = image[label_map == background]
-    return np.clip(blend, 0, 255).astype(np.uint8)
-
-
-def legend(classes: Sequence[str], palette: Sequence[Colour], width: int) -> np.ndarray:
-    """A one-line strip naming each class in its colour, (20, width, 3) uint8 RGB."""
-    strip = np.full((20, width, 3), 255, np.uint8)
-    x = 4
-    for name, colour in zip(classes, palette):
-        cv2.rectangle(strip, (x, 5), (x + 10, 15), tuple(int(c) for c in colour), -1)
-        cv2.putText(strip, name, (x + 14, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        x += 24 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0]
-    return strip
-
-
-def tile(pictures: Sequence[np.ndarray], columns: int,
-         captions: Optional[Sequence[str]] = None, gap: int = 4) -> np.ndarray:
+def tile(pictures: Sequence[np.ndarray], columns: int, captions: Sequence[str] = (),
+         gap: int = 4) -> np.ndarray:
     """Pictures (each (H, W, 3) uint8, any size) in a grid of ``columns`` on white, each with an
     optional caption line above it; rows are as tall as their tallest picture. Returns
     (H', W', 3) uint8."""
-    if not len(pictures):
-        raise ValueError('tile() needs at least one picture.')
     columns = max(1, min(columns, len(pictures)))
     caption_h = 16 if captions else 0
     rows = [pictures[k:k + columns] for k in range(0, len(pictures), columns)]
@@ -140,14 +131,13 @@ def write_png(path: str, picture: np.ndarray) -> str:
     return path
 
 
-# --- curves --------------------------------------------------------------------------------------
 def plot_training(train: Sequence[Dict], val: Sequence[Dict], path: str,
                   loss_keys: Sequence[str] = ('loss', ), metric_keys: Sequence[str] = (),
                   metric_scale: float = 1.0, title: str = '') -> str:
     """Write a PNG with the training losses (left) and validation metrics (right) by iteration.
 
     Args:
-        train, val: records from :func:`read_scalars`.
+        train, val: records from :func:`regnet_backbone.runtime.logs.read_scalars`.
         loss_keys: training keys to draw; the first is drawn bold (the total loss), keys absent
             from the log are skipped.
         metric_keys: validation keys to draw, each multiplied by ``metric_scale`` (e.g. 0.01 for
@@ -157,8 +147,6 @@ def plot_training(train: Sequence[Dict], val: Sequence[Dict], path: str,
     Returns:
         ``path``.
     """
-    import matplotlib
-    matplotlib.use('Agg', force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

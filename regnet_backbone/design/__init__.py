@@ -1,4 +1,4 @@
-"""The design-space layer: pure Python (NumPy for the fit and the statistics), no torch.
+"""The design-space layer: pure Python (NumPy for the fit), no torch.
 
 * :mod:`.space`: what to build (:class:`AnyNetSpec`) and the AnyNetX_A..E constraints.
 * :mod:`.regnet`: the quantized linear rule that generates RegNets.
@@ -6,7 +6,6 @@
 * :mod:`.presets` and :mod:`.summary`: the named models (the zoo) and their summaries.
 * :mod:`.sampling`: seeded samplers of the paper's design spaces under a complexity window.
 * :mod:`.fit`: the quantized linear fit (e_fit) of any network's block widths.
-* :mod:`.stats`: error EDFs, complexity-normalised EDFs, the bootstrap and the KS distance.
 * :mod:`.results`: a study's ``results.json`` and metric-to-error conversion.
 """
 from .complexity import complexity
@@ -17,13 +16,11 @@ from .regnet import (RegNetParams, adjust_widths_groups, generate_block_widths,
 from .results import errors_for, load_results, metric_to_error
 from .sampling import SPACES, Sample, SamplingError, sample
 from .space import AnyNetSpec, design_space_violations, in_design_space
-from .stats import bootstrap_best, edf, ks_distance, normalized_edf
 
 __all__ = [
     'AnyNetSpec', 'FitResult', 'PRESETS', 'Preset', 'RegNetParams', 'SPACES', 'Sample',
-    'SamplingError', 'adjust_widths_groups', 'block_widths_of', 'bootstrap_best', 'complexity',
-    'design_space_violations', 'edf', 'errors_for', 'find_preset', 'fit_regnet',
-    'generate_block_widths', 'get_preset', 'group_blocks_into_stages', 'in_design_space',
-    'ks_distance', 'load_results', 'metric_to_error', 'normalized_edf', 'resolve_arch', 'sample',
-    'spec_from_dict'
+    'SamplingError', 'adjust_widths_groups', 'block_widths_of', 'complexity',
+    'design_space_violations', 'errors_for', 'find_preset', 'fit_regnet', 'generate_block_widths',
+    'get_preset', 'group_blocks_into_stages', 'in_design_space', 'load_results',
+    'metric_to_error', 'resolve_arch', 'sample', 'spec_from_dict'
 ]

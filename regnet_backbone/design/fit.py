@@ -25,6 +25,7 @@ from typing import List, Sequence, Union
 
 import numpy as np
 
+from ..errors import ArchitectureError
 from .presets import resolve_arch
 from .regnet import generate_block_widths
 from .space import QUANT, AnyNetSpec
@@ -120,8 +121,8 @@ def fit_regnet(block_widths: Sequence[int]) -> FitResult:
     """
     widths = [int(w) for w in block_widths]
     if not widths or min(widths) < 1:
-        raise ValueError(f'block widths must be a non-empty list of positive integers, '
-                         f'got {list(block_widths)!r}.')
+        raise ArchitectureError(f'block widths must be a non-empty list of positive integers, '
+                                f'got {list(block_widths)!r}.')
     logw = np.log(np.asarray(widths, dtype=np.float64))
     wms = np.asarray(WM_GRID, dtype=np.float64)
     candidates = []

@@ -4,9 +4,11 @@ Numbers are pycls's ``dds_baselines`` configs (the paper's models); ``*_tv`` and
 are torchvision's, which round bottleneck widths differently. Each line also records where the
 matching ImageNet weights live, for the README and the converters.
 """
+import difflib
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from ..errors import ArchitectureError
 from .regnet import RegNetParams, spec_from_dict
 from .space import AnyNetSpec
 
@@ -85,12 +87,16 @@ PRESETS = {row[0]: Preset(*row) for row in _TABLE}
 
 
 def get_preset(name: str) -> Preset:
-    """Look up a preset by name; unknown names raise a ``ValueError`` listing the valid ones."""
+    """Look up a preset by name; an unknown name raises :class:`ArchitectureError` naming the
+    closest valid one and listing them all."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f'unknown RegNet arch {name!r}; valid names: {", ".join(PRESETS)} '
-                       '(or pass a dict of RegNet parameters or AnyNet stage lists).') from None
+        close = difflib.get_close_matches(str(name), PRESETS, n=1)
+        hint = f'did you mean {close[0]!r}? ' if close else ''
+        raise ArchitectureError(f'unknown RegNet arch {name!r}; {hint}valid names: '
+                                f'{", ".join(PRESETS)} (or pass a dict of RegNet parameters or '
+                                f'AnyNet stage lists).') from None
 
 
 def resolve_arch(arch: Union[str, dict, AnyNetSpec]) -> AnyNetSpec:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
+from ..errors import ArchitectureError
 from .space import QUANT, ROUNDINGS, AnyNetSpec
 
 
@@ -18,15 +19,15 @@ def generate_block_widths(w0: float, wa: float, wm: float, depth: int,
     u_j = w0 + wa * j, s_j = round(log(u_j / w0) / log(wm)), w_j = q * round(w0 * wm**s_j / q).
     """
     if not (isinstance(depth, int) and depth >= 1):
-        raise ValueError(f'RegNet depth must be a positive integer, got {depth!r}.')
+        raise ArchitectureError(f'RegNet depth must be a positive integer, got {depth!r}.')
     if wa < 0:
-        raise ValueError(f'RegNet needs wa >= 0, got wa={wa}.')
+        raise ArchitectureError(f'RegNet needs wa >= 0, got wa={wa}.')
     if w0 <= 0:
-        raise ValueError(f'RegNet needs w0 > 0, got w0={w0}.')
+        raise ArchitectureError(f'RegNet needs w0 > 0, got w0={w0}.')
     if wm <= 1:
-        raise ValueError(f'RegNet needs wm > 1, got wm={wm}.')
+        raise ArchitectureError(f'RegNet needs wm > 1, got wm={wm}.')
     if w0 % q:
-        raise ValueError(f'RegNet needs w0 to be a multiple of q={q}, got w0={w0}.')
+        raise ArchitectureError(f'RegNet needs w0 to be a multiple of q={q}, got w0={w0}.')
     widths = []
     for j in range(depth):
         s = round(math.log((w0 + wa * j) / w0) / math.log(wm))
@@ -64,7 +65,7 @@ def adjust_widths_groups(widths: Sequence[int], bottleneck_ratios: Sequence[floa
     Returns (widths, group widths).
     """
     if rounding not in ROUNDINGS:
-        raise ValueError(f'rounding must be one of {ROUNDINGS}, got {rounding!r}.')
+        raise ArchitectureError(f'rounding must be one of {ROUNDINGS}, got {rounding!r}.')
     out_w, out_g = [], []
     for w, b, g in zip(widths, bottleneck_ratios, group_widths):
         w_b = int(w * b)
@@ -101,9 +102,9 @@ class RegNetParams:
     def to_anynet(self) -> AnyNetSpec:
         """Generate the per-stage AnyNet lists (widths made compatible with group widths)."""
         if self.group_width < 1:
-            raise ValueError(f'group_width must be >= 1, got {self.group_width}.')
+            raise ArchitectureError(f'group_width must be >= 1, got {self.group_width}.')
         if self.bottleneck_ratio <= 0:
-            raise ValueError(f'bottleneck_ratio must be > 0, got {self.bottleneck_ratio}.')
+            raise ArchitectureError(f'bottleneck_ratio must be > 0, got {self.bottleneck_ratio}.')
         block_widths = generate_block_widths(self.w0, self.wa, self.wm, self.depth)
         widths, depths = group_blocks_into_stages(block_widths)
         ratios = [self.bottleneck_ratio] * len(widths)
@@ -139,19 +140,19 @@ def spec_from_dict(arch: dict) -> AnyNetSpec:
     aliases = _ANYNET_KEY_ALIASES if 'widths' in keys or 'depths' in keys else _REGNET_KEY_ALIASES
     unknown = sorted(keys - set(aliases))
     if unknown:
-        raise ValueError(f'unknown arch key(s) {unknown}; valid keys: {sorted(aliases)}.')
+        raise ArchitectureError(f'unknown arch key(s) {unknown}; valid keys: {sorted(aliases)}.')
     kwargs = {}
     for key, value in arch.items():
         name = aliases[key]
         if name in kwargs:
-            raise ValueError(f'arch gives {name!r} twice (as {key!r} and an alias).')
+            raise ArchitectureError(f'arch gives {name!r} twice (as {key!r} and an alias).')
         kwargs[name] = value
     if aliases is _ANYNET_KEY_ALIASES:
         missing = {'depths', 'widths', 'group_widths'} - set(kwargs)
         if missing:
-            raise ValueError(f'AnyNet arch dict is missing {sorted(missing)}.')
+            raise ArchitectureError(f'AnyNet arch dict is missing {sorted(missing)}.')
         return AnyNetSpec(**kwargs)
     missing = {'w0', 'wa', 'wm', 'depth', 'group_width'} - set(kwargs)
     if missing:
-        raise ValueError(f'RegNet arch dict is missing {sorted(missing)}.')
+        raise ArchitectureError(f'RegNet arch dict is missing {sorted(missing)}.')
     return RegNetParams(**kwargs).to_anynet()

@@ -202,11 +202,11 @@ def _check_window(name: str, window: Window) -> Tuple[float, float]:
     if window is None:
         return -math.inf, math.inf
     if not isinstance(window, (tuple, list)) or len(window) != 2:
-        raise ValueError(f'{name} window must be (lo, hi), got {window!r}.')
+        raise SamplingError(f'{name} window must be (lo, hi), got {window!r}.')
     lo = -math.inf if window[0] is None else float(window[0])
     hi = math.inf if window[1] is None else float(window[1])
     if lo > hi:
-        raise ValueError(f'{name} window ({window[0]}, {window[1]}) is empty: lo > hi.')
+        raise SamplingError(f'{name} window ({window[0]}, {window[1]}) is empty: lo > hi.')
     return lo, hi
 
 
@@ -238,11 +238,11 @@ def sample(space: str, n: int, *, seed: int = 0, flops: Window = None, params: W
         SamplingError: fewer than ``n`` samples after ``max_draws`` draws.
     """
     if space not in SPACES:
-        raise ValueError(f'unknown design space {space!r}; valid spaces: {", ".join(SPACES)}.')
+        raise SamplingError(f'unknown design space {space!r}; valid spaces: {", ".join(SPACES)}.')
     if not isinstance(n, int) or n < 0:
-        raise ValueError(f'n must be a non-negative integer, got {n!r}.')
+        raise SamplingError(f'n must be a non-negative integer, got {n!r}.')
     if len(input_size) != 2 or min(input_size) < 1:
-        raise ValueError(f'input_size must be (H, W) with positive sizes, got {input_size!r}.')
+        raise SamplingError(f'input_size must be (H, W) with positive sizes, got {input_size!r}.')
     input_size = (int(input_size[0]), int(input_size[1]))
     windows = dict(flops=_check_window('flops', flops), params=_check_window('params', params),
                    acts=_check_window('acts', acts))

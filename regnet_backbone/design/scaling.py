@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Sequence, Tuple, Union
 
+from ..errors import RegNetError
 from .complexity import complexity
 from .presets import resolve_arch
 from .regnet import adjust_widths_groups
@@ -62,7 +63,7 @@ DIMENSIONS = ('d', 'w', 'g', 'r')
 Arch = Union[str, dict, AnyNetSpec]
 
 
-class ScalingError(ValueError):
+class ScalingError(RegNetError, ValueError):
     """A strategy cannot be read, or a scaled network cannot be built or meet a flops target."""
 
 

@@ -8,6 +8,8 @@ build (:class:`AnyNetSpec`) and the constraints of the design spaces AnyNetX_A t
 from dataclasses import dataclass, field
 from typing import List, Tuple
 
+from ..errors import ArchitectureError
+
 QUANT = 8
 
 #: The ways to round a bottleneck width to a multiple of its group width. ``'pycls'`` is the
@@ -65,21 +67,23 @@ def validate_anynet(spec: AnyNetSpec) -> None:
     n = len(spec.depths)
     for name in ('widths', 'group_widths', 'bottleneck_ratios'):
         if len(getattr(spec, name)) != n:
-            raise ValueError(f'AnyNet {name} has {len(getattr(spec, name))} entries but depths '
-                             f'has {n}: give one value per stage.')
+            raise ArchitectureError(
+                f'AnyNet {name} has {len(getattr(spec, name))} entries but depths '
+                f'has {n}: give one value per stage.')
     if n == 0:
-        raise ValueError('AnyNet needs at least one stage.')
+        raise ArchitectureError('AnyNet needs at least one stage.')
     for i, (d, w, g, b) in enumerate(
             zip(spec.depths, spec.widths, spec.group_widths, spec.bottleneck_ratios)):
         if d < 1 or w < 1 or g < 1 or b <= 0:
-            raise ValueError(f'stage {i}: depth, width and group width must be >= 1 and the '
-                             f'bottleneck ratio > 0 (got d={d}, w={w}, g={g}, b={b}).')
+            raise ArchitectureError(f'stage {i}: depth, width and group width must be >= 1 and the '
+                                    f'bottleneck ratio > 0 (got d={d}, w={w}, g={g}, b={b}).')
         w_b = int(round(w * b))
         if w_b % g:
-            raise ValueError(f'stage {i}: bottleneck width {w_b} (= {w} x {b}) is not a multiple '
-                             f'of group width {g}; use adjust_widths_groups() first.')
+            raise ArchitectureError(
+                f'stage {i}: bottleneck width {w_b} (= {w} x {b}) is not a multiple '
+                f'of group width {g}; use adjust_widths_groups() first.')
     if not 0 <= spec.se_ratio < 1:
-        raise ValueError(f'se_ratio must be in [0, 1), got {spec.se_ratio}.')
+        raise ArchitectureError(f'se_ratio must be in [0, 1), got {spec.se_ratio}.')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,7 +121,8 @@ def design_space_violations(spec: AnyNetSpec, space: str) -> List[str]:
     """
     space = space.upper() if isinstance(space, str) else space
     if space not in SPACE_NAMES:
-        raise ValueError(f"design space must be one of 'A', 'B', 'C', 'D', 'E', got {space!r}.")
+        raise ArchitectureError(
+            f"design space must be one of 'A', 'B', 'C', 'D', 'E', got {space!r}.")
     errors = []
     for i, (d, w, g, r) in enumerate(
             zip(spec.depths, spec.widths, spec.group_widths, spec.bottleneck_ratios)):

@@ -1,5 +1,4 @@
 """``RegNetBackbone``: an AnyNetX/RegNet network as a multi-scale OpenMMLab backbone."""
-import inspect
 import math
 import warnings
 from typing import Optional, Sequence, Tuple, Union
@@ -12,9 +11,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..design.presets import resolve_arch
 from ..design.space import AnyNetSpec
+from ..errors import ArchitectureError
 from .blocks import Stem, XBlock
-from .compat import (MMDET_FIXED, SCOPE_DEFAULTS, building_scope,  # noqa: F401 (re-exported)
-                     scope_defaults, stage_dcn, stage_plugins)
+from .compat import MMDET_FIXED, scope_defaults, stage_dcn, stage_plugins
 
 #: The arch of a config that names none.
 DEFAULT_ARCH = 'regnetx_3.2gf'
@@ -30,12 +29,13 @@ def _normalise_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int
     result = []
     for index in out_indices:
         if not isinstance(index, int) or not -num_stages <= index < num_stages:
-            raise ValueError(f'out_indices {tuple(out_indices)} out of range: this arch has '
-                             f'{num_stages} stages, so each index must be in [0, {num_stages}) '
-                             f'(or negative from the end).')
+            raise ArchitectureError(
+                f'out_indices {tuple(out_indices)} out of range: this arch has '
+                f'{num_stages} stages, so each index must be in [0, {num_stages}) '
+                f'(or negative from the end).')
         result.append(index % num_stages)
     if len(set(result)) != len(result) or result != sorted(result):
-        raise ValueError(f'out_indices {tuple(out_indices)} must be increasing and unique.')
+        raise ArchitectureError(f'out_indices {tuple(out_indices)} must be increasing and unique.')
     return tuple(result)
 
 
@@ -53,14 +53,14 @@ class RegNetBackbone(BaseModule):
         strides: per-stage stride of the first block (default 2 everywhere).
         dilations: per-stage dilation of the 3x3 convs (use stride 1 + dilation 2/4 in the last
             stages for output stride 16/8, as segmentation does).
-        out_indices: stages whose outputs ``forward`` returns (0-based). Default (0, 1, 2, 3),
-            or (3, ) when mmpretrain's registry builds it, as mmpretrain's ``RegNet``.
+        out_indices: stages whose outputs ``forward`` returns (0-based). None (default): (0, 1,
+            2, 3), or (3, ) under mmpretrain's scope, as mmpretrain's ``RegNet``.
         frozen_stages: freeze the stem and stages 1..k (-1: nothing, 0: the stem only).
         conv_cfg, norm_cfg: OpenMMLab layer configs (BN, SyncBN, GN, ...).
-        norm_eval: keep every BN in eval mode during training (frozen statistics). True by
-            default, like mmdet's ``RegNet`` and ``ResNet`` (False when mmpretrain's registry
-            builds it, as mmpretrain's ``RegNet``); set False to train BN statistics (from scratch, or with
-            large batches).
+        norm_eval: keep every BN in eval mode during training (frozen statistics). None
+            (default): True, like mmdet's ``RegNet`` and ``ResNet``, or False under mmpretrain's
+            scope, as mmpretrain's ``RegNet``. Set False to train BN statistics (from scratch, or
+            with large batches).
         with_cp: gradient checkpointing per block (less memory, same results, slower).
         zero_init_residual: start each block's last norm at zero (identity blocks).
         channels_last: keep weights and activations in NHWC memory format (faster convs on
@@ -93,20 +93,13 @@ class RegNetBackbone(BaseModule):
     ``stem_channels=32``, strides 2 and dilations 1, ``out_indices=(0, 1, 2, 3)``,
     ``frozen_stages=-1``, ``norm_cfg=BN``, ``norm_eval=True``, ``with_cp=False``,
     ``zero_init_residual=True``, Kaiming fan-out init), and mmpretrain 1.x's where its differ
-    (``out_indices``, ``norm_eval``) when mmpretrain's registry builds it (an mmpretrain
-    config; :data:`SCOPE_DEFAULTS`); ``arch`` has a default here.
+    (``out_indices``, ``norm_eval``) under mmpretrain's scope: mmengine's default scope, which
+    an mmpretrain config's Runner sets and whose registry builds the model
+    (:data:`~.compat.SCOPE_DEFAULTS`); ``arch`` has a default here.
 
     Shapes: (N, in_channels, H, W) -> tuple of (N, out_channels[k], H / s_k, W / s_k) with
     s_k = ``out_strides[k]`` (4, 8, 16, 32 by default; sizes are rounded up).
     """
-
-    def __new__(cls, *args, **kwargs):
-        # Which arguments the caller gave, so that the ones it left out can take mmpretrain's
-        # defaults under mmpretrain's scope while the signature shows mmdet's.
-        module = super().__new__(cls)
-        given = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs).arguments
-        object.__setattr__(module, '_given_arguments', set(given))
-        return module
 
     def __init__(self,
                  arch: Union[str, dict, AnyNetSpec] = DEFAULT_ARCH,
@@ -114,11 +107,11 @@ class RegNetBackbone(BaseModule):
                  stem_channels: int = 32,
                  strides: Optional[Sequence[int]] = None,
                  dilations: Optional[Sequence[int]] = None,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Optional[Sequence[int]] = None,
                  frozen_stages: int = -1,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 norm_eval: bool = True,
+                 norm_eval: Optional[bool] = None,
                  with_cp: bool = False,
                  zero_init_residual: bool = True,
                  channels_last: bool = False,
@@ -134,8 +127,8 @@ class RegNetBackbone(BaseModule):
                  init_cfg: Optional[Union[dict, list]] = None):
         if pretrained is not None:
             if init_cfg is not None:
-                raise ValueError('init_cfg and pretrained cannot be given together; keep '
-                                 "init_cfg=dict(type='Pretrained', checkpoint=...).")
+                raise ArchitectureError('init_cfg and pretrained cannot be given together; keep '
+                                        "init_cfg=dict(type='Pretrained', checkpoint=...).")
             if not isinstance(pretrained, str):
                 raise TypeError(f'pretrained must be a str or None, got {type(pretrained)}.')
             warnings.warn('DeprecationWarning: pretrained is deprecated, please use "init_cfg" '
@@ -143,39 +136,43 @@ class RegNetBackbone(BaseModule):
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         if style != 'pytorch':
-            raise ValueError(f"style={style!r}: a RegNet block strides in its 3x3 conv, which is "
-                             f"mmdet's 'pytorch' style; drop style or set style='pytorch'.")
+            raise ArchitectureError(
+                f"style={style!r}: a RegNet block strides in its 3x3 conv, which is "
+                f"mmdet's 'pytorch' style; drop style or set style='pytorch'.")
         given = dict(base_channels=base_channels, deep_stem=deep_stem, avg_down=avg_down)
         for name, default in MMDET_FIXED.items():
             if given[name] != default:
-                raise ValueError(f'{name}={given[name]!r}: a RegNet has no such variant (mmdet\'s '
-                                 f'RegNet ignores or forbids it too); drop {name} or set it to '
-                                 f'{default!r}.')
+                raise ArchitectureError(
+                    f'{name}={given[name]!r}: a RegNet has no such variant (mmdet\'s '
+                    f'RegNet ignores or forbids it too); drop {name} or set it to '
+                    f'{default!r}.')
         if in_channel_order is not None and in_channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f'in_channel_order={in_channel_order!r}: use \'RGB\' or \'BGR\' '
-                             f'(or None to keep the pretrained weights\' own order).')
+            raise ArchitectureError(
+                f'in_channel_order={in_channel_order!r}: use \'RGB\' or \'BGR\' '
+                f'(or None to keep the pretrained weights\' own order).')
         if in_channel_order is not None and in_channels != 3:
-            raise ValueError(f'in_channel_order={in_channel_order!r} needs 3 input channels, '
-                             f'not in_channels={in_channels}; drop in_channel_order.')
+            raise ArchitectureError(
+                f'in_channel_order={in_channel_order!r} needs 3 input channels, '
+                f'not in_channels={in_channels}; drop in_channel_order.')
         self._pretrained_cfg()  # malformed init_cfg fails at build time, not at init_weights
-        given = self.__dict__.pop('_given_arguments', None)
-        if given is not None:  # built through __new__: unset scope-dependent args follow scope
-            defaults = scope_defaults()
-            out_indices = out_indices if 'out_indices' in given else defaults['out_indices']
-            norm_eval = norm_eval if 'norm_eval' in given else defaults['norm_eval']
+        defaults = scope_defaults()  # None: the default of the codebase building it
+        out_indices = defaults['out_indices'] if out_indices is None else out_indices
+        norm_eval = defaults['norm_eval'] if norm_eval is None else norm_eval
         self.arch = arch
         self.spec = spec = resolve_arch(arch)
         n = spec.num_stages
         strides = tuple(strides) if strides is not None else (2, ) * n
         dilations = tuple(dilations) if dilations is not None else (1, ) * n
         if len(strides) != n or len(dilations) != n:
-            raise ValueError(f'strides {strides} and dilations {dilations} must each have one '
-                             f'entry per stage; this arch has {n} stages.')
+            raise ArchitectureError(
+                f'strides {strides} and dilations {dilations} must each have one '
+                f'entry per stage; this arch has {n} stages.')
         if any(s < 1 for s in strides) or any(d < 1 for d in dilations):
-            raise ValueError(f'strides {strides} and dilations {dilations} must be >= 1.')
+            raise ArchitectureError(f'strides {strides} and dilations {dilations} must be >= 1.')
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= n:
-            raise ValueError(f'frozen_stages={frozen_stages!r} out of range: use -1 (nothing), '
-                             f'0 (the stem) up to {n} (stem and all {n} stages).')
+            raise ArchitectureError(
+                f'frozen_stages={frozen_stages!r} out of range: use -1 (nothing), '
+                f'0 (the stem) up to {n} (stem and all {n} stages).')
         self.strides, self.dilations = strides, dilations
         self.out_indices = _normalise_indices(out_indices, n)
         self.frozen_stages = frozen_stages
@@ -294,9 +291,9 @@ class RegNetBackbone(BaseModule):
         found = [c for c in self._init_cfgs() if isinstance(c, dict) and
                  c.get('type') == 'Pretrained']
         if len(found) > 1:
-            raise ValueError(f'init_cfg has {len(found)} Pretrained entries; give one.')
+            raise ArchitectureError(f'init_cfg has {len(found)} Pretrained entries; give one.')
         if found and not found[0].get('checkpoint'):
-            raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH.")
+            raise ArchitectureError("init_cfg type='Pretrained' needs checkpoint=PATH.")
         return found[0] if found else None
 
     def init_weights(self) -> None:

@@ -8,7 +8,7 @@ fails with a raw conv shape error. :func:`follow_backbone_channels` derives them
 from typing import List, Optional, Sequence, Tuple
 
 from ..design.presets import resolve_arch
-from ..models import DEFAULT_ARCH, SCOPE_DEFAULTS
+from ..models import DEFAULT_ARCH, scope_defaults
 
 BACKBONE_TYPE = 'RegNetBackbone'
 #: mmpretrain necks that pool each map without changing its channels.
@@ -19,8 +19,9 @@ def backbone_out_channels(backbone: dict, scope: Optional[str] = None) -> List[i
     """Channels of each output of a ``RegNetBackbone`` config (its ``out_indices`` order), with
     the backbone's defaults under the config's default ``scope``."""
     widths = resolve_arch(backbone.get('arch', DEFAULT_ARCH)).widths
-    defaults = dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(scope, {}))
-    indices = backbone.get('out_indices', defaults['out_indices'])
+    indices = backbone.get('out_indices')
+    if indices is None:
+        indices = scope_defaults(scope or 'mmdet')['out_indices']
     if isinstance(indices, int):
         indices = (indices, )
     n = len(widths)

@@ -57,7 +57,7 @@ def codebase_of(cfg) -> str:
     return scope
 
 
-def _registries(scope: str):
+def registries(scope: str):
     """``(MODELS, DATASETS)`` of a codebase; importing it registers its modules."""
     if scope == 'mmdet':
         from mmdet.registry import DATASETS, MODELS
@@ -112,7 +112,7 @@ def _log(message: str, level: int = logging.INFO) -> None:
     print_log(message, logger='current', level=level)
 
 
-def _backbone(cfg) -> Optional[dict]:
+def backbone_cfg(cfg) -> Optional[dict]:
     model = cfg.get('model')
     backbone = model.get('backbone') if model else None
     if isinstance(backbone, dict) and backbone.get('type') == BACKBONE_TYPE:
@@ -120,7 +120,7 @@ def _backbone(cfg) -> Optional[dict]:
     return None
 
 
-def _pretrained_entries(backbone: dict) -> List[dict]:
+def pretrained_entries(backbone: dict) -> List[dict]:
     init = backbone.get('init_cfg')
     entries = list(init) if isinstance(init, (list, tuple)) else [init]
     return [e for e in entries if isinstance(e, dict) and e.get('type') == 'Pretrained']
@@ -143,9 +143,9 @@ def follow_channels(cfg) -> List[str]:
 
 def _apply_partial_load(cfg) -> None:
     """``partial_load=True`` reaches the backbone's ``Pretrained`` init as ``strict=False``."""
-    backbone = _backbone(cfg)
+    backbone = backbone_cfg(cfg)
     if cfg.get(PARTIAL_LOAD) and backbone is not None:
-        for entry in _pretrained_entries(backbone):
+        for entry in pretrained_entries(backbone):
             entry['strict'] = False
 
 

@@ -4,12 +4,13 @@ import os
 import socket
 import subprocess
 
+
 def _is_main_process() -> bool:
     from mmengine.dist import is_main_process
     return is_main_process()
 
 
-def _launch_rank(launcher: str) -> int:
+def launch_rank(launcher: str) -> int:
     """This process's rank, from the launcher's environment (before any process group)."""
     if launcher == 'none':
         return 0
@@ -20,7 +21,7 @@ def _launch_rank(launcher: str) -> int:
     return 0
 
 
-def _init_cpu_distributed(launcher: str) -> None:
+def init_cpu_distributed(launcher: str) -> None:
     """Start the gloo process group ourselves: mmengine's ``init_dist`` calls
     ``torch.cuda.set_device``, which fails without a GPU."""
     import torch

@@ -9,8 +9,7 @@ import socket
 import time
 from typing import Optional
 
-from .config import _log
-from .dist import _launch_rank
+from .dist import launch_rank
 from .errors import WorkDirLockedError
 
 LOCK_FILE = 'train.lock'
@@ -120,12 +119,14 @@ class WorkDirLock:
 def work_dir_lock(cfg, config_path: str = ''):
     """:class:`WorkDirLock` on ``cfg.work_dir``, taken by the launcher's rank 0 only (the other
     processes of the same run share the dir)."""
-    if _launch_rank(cfg.get('launcher', 'none')) != 0:
+    if launch_rank(cfg.get('launcher', 'none')) != 0:
         yield None
         return
+    from mmengine.logging import print_log
     lock = WorkDirLock(cfg.work_dir, config_path)
     with lock:
         if lock.taken_over:
-            _log(f'took over the stale lock {lock.path} of PID {lock.taken_over.get("pid")}, '
-                 f'which is no longer running', level=logging.WARNING)
+            print_log(f'took over the stale lock {lock.path} of PID '
+                      f'{lock.taken_over.get("pid")}, which is no longer running',
+                      logger='current', level=logging.WARNING)
         yield lock

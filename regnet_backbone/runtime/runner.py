@@ -6,7 +6,8 @@ mmengine's Runner loads ``load_from``, ``--resume`` and tools/test.py's checkpoi
 * :meth:`RegNetRunner.load_checkpoint` reads the file once (weights-only, with the allow-list of
   what Runner checkpoints hold), lets the hooks see it (``after_load_checkpoint``:
   ``RegNetCheckpointHook`` translates mmdet's ``RegNet`` names), compares it with the model the
-  Runner built and refuses a misfit in one line (:func:`~.loading.check_state_fits`);
+  Runner built, refuses a misfit in one line (:func:`~.strict_loading.check_state_fits`) and
+  loads the very state dict it compared;
 * the backbone's pretrained weights load during the Runner's own weight initialisation
   (``RegNetPretrained``); a missing or misfitting file becomes one line naming the fix.
 """
@@ -15,11 +16,12 @@ import logging
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmengine.runner.checkpoint import load_state_dict
 
 from ..checkpoints.errors import CheckpointError, CheckpointNotFoundError
+from ..checkpoints.state_dict import model_state_dict, shapes
 from .errors import CheckpointRefusedError
-from .loading import check_state_fits, pretrained_not_found, read_model_checkpoint
+from .strict_loading import check_state_fits, pretrained_not_found, read_model_checkpoint
 
 
 @RUNNERS.register_module()
@@ -31,14 +33,16 @@ class RegNetRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]):  # noqa: B006 (mmengine's)
+        """mmengine's ``load_checkpoint``, strict (see the module docstring). ``revise_keys``
+        is kept for mmengine's signature; mmengine passes only its default, removing
+        ``module.``, which is what :func:`~regnet_backbone.checkpoints.model_state_dict` does."""
         checkpoint = read_model_checkpoint(filename)  # local files, zoo names and URLs
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        for line in check_state_fits(self.cfg, checkpoint, str(filename),
-                                     resume=self._resuming, shapes=shapes):
+        for line in check_state_fits(self.cfg, checkpoint, str(filename), shapes(model),
+                                     resume=self._resuming):
             self.logger.log(logging.WARNING, line)
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
+        load_state_dict(model, model_state_dict(checkpoint), strict, logger=self.logger)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint

@@ -36,13 +36,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from . import engine
+    from .config import configure_testing, load_config
+    from .engine import test
 
     def body():
-        cfg = engine.load_config(args.config, args.cfg_options)
-        engine.configure_testing(cfg, args.config, args.checkpoint, work_dir=args.work_dir,
-                                 out=args.out, launcher=args.launcher)
-        engine.test(cfg, args.config)
+        cfg = load_config(args.config, args.cfg_options)
+        configure_testing(cfg, args.config, args.checkpoint, work_dir=args.work_dir,
+                          out=args.out, launcher=args.launcher)
+        test(cfg, args.config)
 
     return cli.run(body, debug=args.debug, on_interrupt=lambda: 'interrupted; nothing to '
                    'resume for a test: run it again.')

@@ -45,21 +45,22 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from . import engine
+    from .config import configure_training, load_config
+    from .engine import interrupted_message, train
     state = {}
 
     def body():
-        cfg = engine.load_config(args.config, args.cfg_options)
-        engine.configure_training(cfg, args.config, work_dir=args.work_dir, amp=args.amp,
-                                  resume=args.resume, auto_scale_lr=args.auto_scale_lr,
-                                  launcher=args.launcher)
+        cfg = load_config(args.config, args.cfg_options)
+        configure_training(cfg, args.config, work_dir=args.work_dir, amp=args.amp,
+                           resume=args.resume, auto_scale_lr=args.auto_scale_lr,
+                           launcher=args.launcher)
         state['cfg'] = cfg
-        engine.train(cfg, args.config)
+        train(cfg, args.config)
 
     def interrupted():
         if 'cfg' not in state:
             return 'interrupted.'
-        return engine.interrupted_message(state['cfg'], args.config)
+        return interrupted_message(state['cfg'], args.config)
 
     return cli.run(body, debug=args.debug, on_interrupt=interrupted)
 

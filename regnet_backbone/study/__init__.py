@@ -6,9 +6,8 @@ be rerun or replaced alone (the file layout: :mod:`.layout`)::
     setup    prepare.py   sample archs, write trials/<name>/config.py and study.json
              recipe.py    a trial's config from the base recipe; how its backbone starts
     run      launch.py    train the unfinished trials, retry, write status.json
-             attempt.py   one attempt: tools/train.py in a subprocess, judged; two-stage trials
-             executors.py where attempts run: local processes, SLURM (submitit)
-             workers.py   long-lived local workers that run tools/train.py in-process
+             attempt.py   one attempt: the train CLI in-process, judged; two-stage trials
+             executors.py where attempts run: long-lived local workers, SLURM (submitit)
     collect  results.py   the trials' logs into results.json
     analyze  analysis.py  results.json as numbers (through design.results, its one reader),
                           tests, verdicts, summary.json

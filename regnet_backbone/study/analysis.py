@@ -14,14 +14,17 @@ Errors are in percent, from the best validation value of the metric
 (:func:`regnet_backbone.design.results.metric_to_error`). For an AnyNet the plotted w0, wa, wm
 are its RegNet fit's; g and b are block-weighted geometric means over its stages, and b is this
 package's ``bottleneck_ratio`` = w_b / w (the inverse of the paper's b). The statistics live in
-:mod:`regnet_backbone.design.stats` (pure Python).
+:mod:`.stats` (on scipy.stats), imported where they are used: the stages before this one need
+neither scipy nor its import time.
 """
 import json
 import math
 import os.path as osp
+import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from ..design import results as results_lib
 from .layout import RESULTS_FILE, StudyError
 
 SUMMARY_FILE = 'summary.json'
@@ -55,7 +58,7 @@ class Study:
     trials: List[Trial]
     failed: List[dict] = field(default_factory=list)
     pending: List[str] = field(default_factory=list)
-    noise: Optional[object] = None  # design.stats.NoiseFloor of the repeats, None without
+    noise: Optional[object] = None  # stats.NoiseFloor of the repeats, None without
     reruns: int = 0                 # finished trainings beyond the first of each sample
     seed_groups: List[List[float]] = field(default_factory=list)  # errors of rerun samples
 
@@ -86,37 +89,48 @@ def describe_arch(arch: dict) -> dict:
     return dict(values=values, fit=fit, block_widths=blocks, regnet=regnet)
 
 
-def load_study_results(work_dir: str, metric: Optional[str] = None,
-                       scale: Optional[str] = None) -> Study:
-    """Read ``WORK_DIR/results.json`` into a :class:`Study` ranked by ``metric`` (default: the
-    study's own metric; ``scale``: ``'fraction'`` or ``'percent'`` for a key that
+def read_trials(path: str, metric: Optional[str] = None, scale: Optional[str] = None):
+    """``(results, metric, partition)`` of a ``results.json``: the file
+    (:func:`~regnet_backbone.design.results.load_results`), the metric (default: the study's
+    own) and its trials by :func:`~regnet_backbone.design.results.partition_trials` (``scale``:
+    ``'fraction'`` or ``'percent'`` for a key that
     :func:`~regnet_backbone.design.results.metric_to_error` does not know).
 
-    The trials follow :func:`~regnet_backbone.design.results.partition_trials`: done trials
-    without a finite value of the metric are listed as failed. ``trials`` holds one trial per
-    sample (:func:`~regnet_backbone.design.results.one_per_sample`), best first; ``noise`` the
-    pooled SD of the samples trained more than once.
+    Raises:
+        StudyError: the file is missing or is not a results file, it names no metric, or no
+            done trial logged it.
     """
-    from ..design import results as results_lib
-    from ..design.stats import pooled_sd
-    path = osp.join(work_dir, RESULTS_FILE)
     if not osp.isfile(path):
-        raise StudyError(f'{path} not found: run `tools/study.py collect {work_dir}` first')
+        raise StudyError(f'{path} not found: run `tools/study.py collect '
+                         f'{osp.dirname(path) or "."}` first')
     try:
         results = results_lib.load_results(path)
     except json.JSONDecodeError as e:
         raise StudyError(f'{path} is not valid JSON ({e})') from None
     except (OSError, ValueError) as e:
         raise StudyError(str(e)) from None
-    settings = results.get('study') or {}
-    metric = metric or settings.get('metric')
+    metric = metric or (results.get('study') or {}).get('metric')
     if not metric:
         raise StudyError(f'{path} names no metric; pass --metric KEY')
     try:
-        part = results_lib.partition_trials(results, metric, scale)
+        return results, metric, results_lib.partition_trials(results, metric, scale)
     except ValueError as e:
         raise StudyError(f'{path}: {e}') from None
-    study = Study(results_lib.study_name(results, path), settings, metric, [])
+
+
+def load_study_results(work_dir: str, metric: Optional[str] = None,
+                       scale: Optional[str] = None) -> Study:
+    """Read ``WORK_DIR/results.json`` (:func:`read_trials`) into a :class:`Study` ranked by
+    ``metric``.
+
+    Done trials without a finite value of the metric are listed as failed. ``trials`` holds one
+    trial per sample (:func:`~regnet_backbone.design.results.one_per_sample`), best first;
+    ``noise`` the pooled SD of the samples trained more than once.
+    """
+    from .stats import pooled_sd
+    path = osp.join(work_dir, RESULTS_FILE)
+    results, metric, part = read_trials(path, metric, scale)
+    study = Study(results_lib.study_name(results, path), results.get('study') or {}, metric, [])
     study.pending = [r['trial'] for r in part.pending]
     study.failed = [dict(trial=r['trial'], error=reason, stage=r.get('stage'))
                     for r, reason in part.failed]
@@ -152,10 +166,10 @@ def _pretrain_error(record: dict) -> Optional[float]:
 
 
 # --- curves and intervals -------------------------------------------------------------------------
-def _normalised(study: Study):
+def flops_normalised_edf(study: Study):
     """``(sorted errors, cdf, weights, bins)`` of the flops-normalised EDF, with the most bins
     (up to MAX_BINS, at most n / 2) that leave none empty; None below 2 trials."""
-    from ..design.stats import normalized_edf
+    from .stats import BinningError, normalized_edf
     n = len(study.trials)
     if n < 2:
         return None
@@ -163,16 +177,16 @@ def _normalised(study: Study):
     for bins in range(max(1, min(MAX_BINS, n // 2)), 0, -1):
         try:
             errors, cdf, weights = normalized_edf(study.errors, flops, bins)
-        except ValueError:
+        except BinningError:
             continue
         return errors, cdf, weights, bins
     return None
 
 
 def random_search_curves(study: Study) -> List[tuple]:
-    """``[(k, mean, sigma), ...]`` of :func:`~regnet_backbone.design.stats.
-    random_search_efficiency` for k = 1, 2, 4, ... <= n (k distinct trials of the study)."""
-    from ..design.stats import random_search_efficiency
+    """``[(k, mean, sigma), ...]`` of :func:`.stats.random_search_efficiency` for k = 1, 2,
+    4, ... <= n (k distinct trials of the study)."""
+    from .stats import random_search_efficiency
     return random_search_efficiency(study.errors) if study.trials else []
 
 
@@ -181,21 +195,19 @@ def pretrain_pairs(study: Study) -> List[tuple]:
     return [(t.pretrain_error, t.error) for t in study.trials if t.pretrain_error is not None]
 
 
-def _bootstrap(study: Study, key: str):
-    from ..design.stats import bootstrap_best
+def best_value_interval(study: Study, key: str) -> Optional[tuple]:
+    """``(lo, mid, hi)`` of :func:`.stats.bootstrap_best` for parameter ``key`` (the most
+    likely best value and its 95% interval); None below 2 trials."""
+    from .stats import bootstrap_best
     if len(study.trials) < 2:
         return None
     return bootstrap_best([t.values[key] for t in study.trials], study.errors)
 
 
 # --- evidence -------------------------------------------------------------------------------------
-def _sd(values: Sequence[float]) -> Optional[float]:
+def sample_sd(values: Sequence[float]) -> Optional[float]:
     """Sample standard deviation (n - 1 in the denominator); None below 2 values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 @dataclass
@@ -225,7 +237,7 @@ class Comparison:
 def compare(a: Study, b: Study, *, permutations: int = PERMUTATIONS,
             rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> Comparison:
     """Permutation tests (KS and mean) and the bootstrap interval of mean(b) - mean(a)."""
-    from ..design.stats import bootstrap_mean_diff, permutation_test, pooled_sd
+    from .stats import bootstrap_mean_diff, permutation_test, pooled_sd
     ks = permutation_test(a.errors, b.errors, 'ks', permutations=permutations, seed=seed)
     mean = permutation_test(a.errors, b.errors, 'mean', permutations=permutations, seed=seed)
     diff, lo, hi = bootstrap_mean_diff(a.errors, b.errors, rounds=rounds, level=1 - ALPHA,
@@ -238,7 +250,7 @@ def _signed(x: float) -> str:
     return f'{x:+.2f}'.replace('-', '\u2212')
 
 
-def _p(p: float, c: Optional['Comparison'] = None) -> str:
+def format_p(p: float, c: Optional[Comparison] = None) -> str:
     """p with 2 significant digits; '<= ...' when no random split reached the observed value
     (p = 1 / (m + 1), the smallest m random permutations can give)."""
     if c is not None and not c.exact and p * (c.permutations + 1) < 1.5:
@@ -263,8 +275,8 @@ def verdict(c: Comparison) -> str:
     else:
         head = f'no evidence that {first.name} and {second.name} differ'
     text = (f'{head}: mean error {_signed(diff)} points (95% CI {_signed(lo)} \u2026 '
-            f'{_signed(hi)}), KS {c.ks:.2f}, permutation p {_p(c.p_mean, c)} (mean), '
-            f'p {_p(c.p_ks, c)} (KS) (n = {len(first.trials)} + {len(second.trials)})')
+            f'{_signed(hi)}), KS {c.ks:.2f}, permutation p {format_p(c.p_mean, c)} (mean), '
+            f'p {format_p(c.p_ks, c)} (KS) (n = {len(first.trials)} + {len(second.trials)})')
     if c.noise is None:
         return text + '; no seed-noise floor (no sample was trained twice)'
     if abs(c.mean_diff) < c.noise.sd:
@@ -283,7 +295,7 @@ def summary(metric: str, studies: Sequence[Study], comparisons: Sequence[Compari
     for s in studies:
         e = s.errors
         rows.append(dict(name=s.name, n=len(e), mean=sum(e) / len(e) if e else None,
-                         sd=_sd(e), noise_sd=s.noise.sd if s.noise is not None else None))
+                         sd=sample_sd(e), noise_sd=s.noise.sd if s.noise is not None else None))
     pairs = [dict(a=c.a.name, b=c.b.name, n_a=len(c.a.trials), n_b=len(c.b.trials),
                   mean_diff=c.mean_diff, mean_diff_ci=list(c.mean_diff_ci), ks=c.ks,
                   p_ks=c.p_ks, p_mean=c.p_mean, permutations=c.permutations)

@@ -9,17 +9,16 @@ trial is done or has failed all its attempts; a failed trial never stops the stu
 import datetime
 import os
 import os.path as osp
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..runtime.lock import WorkDirLock
 from .attempt import Attempt
-from .executors import EXECUTORS, POLL_S, SlurmOptions, _outcome, make_backend
+from .executors import EXECUTORS, POLL_S, SlurmOptions, make_backend, outcome
 from .layout import (DEFAULT_TRAIN_TOOL, PRETRAIN_DIR, PRETRAINED_FILE, STATUS_FILE,
-                     TRIAL_CONFIG, TRIAL_WORK, StudyError, _write_json, load_study,
-                     pending_stage, read_status, trial_dir)
+                     TRIAL_CONFIG, TRIAL_WORK, StudyError, load_study, pending_stage,
+                     read_status, trial_dir, write_json)
 
 #: The lock file of a study's run (``WORK_DIR/.run.lock``).
 RUN_LOCK = '.run.lock'
@@ -74,25 +73,25 @@ def _lock(work_dir: str) -> StudyLock:
 def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
         retry_failed: bool = False, threads: Optional[int] = None,
         slurm: Optional[SlurmOptions] = None, train_tool: str = DEFAULT_TRAIN_TOOL,
-        python: str = sys.executable, poll_s: Optional[float] = None) -> Iterator[Progress]:
+        poll_s: Optional[float] = None) -> Iterator[Progress]:
     """Train every unfinished trial of one or more studies; yields :class:`Progress` events.
 
     Args:
         work_dirs: a study folder, or several (their trials share the ``jobs`` slots).
-        jobs: trials trained at once (``local``: processes on this machine; ``slurm``: the job
-            array's parallelism).
+        jobs: trials trained at once (``local``: worker processes on this machine; ``slurm``:
+            the job array's parallelism).
         retries: extra attempts for a trial whose attempt failed; each resumes from the trial's
             last checkpoint when there is one.
-        executor: ``local`` (a pool of ``tools/train.py`` subprocesses), ``workers``
-            (``jobs`` long-lived worker processes that run ``tools/train.py`` in-process, trial
-            after trial: :mod:`.workers`), ``slurm`` (a job array through submitit, one
-            job per attempt) or ``submitit-local`` (the slurm code path on this machine).
+        executor: ``local`` (``jobs`` long-lived worker processes that train trial after
+            trial) or ``slurm`` (a job array through submitit, one job per attempt); see
+            :mod:`.executors`.
         retry_failed: also train trials that failed in an earlier run (they are skipped
             otherwise).
         threads: ``OMP_NUM_THREADS`` per trial (default for ``local``: the CPU count divided
             by ``jobs``).
         slurm: what each SLURM job asks for.
-        train_tool: what trains a trial: a module (``python -m``) or a ``.py`` script.
+        train_tool: what trains a trial: a module or a ``.py`` file with ``main(argv)``, the
+            train CLI's (:data:`.layout.DEFAULT_TRAIN_TOOL`).
 
     Finished trials are skipped; a trial that failed all its ``1 + retries`` attempts is
     recorded as failed (``status.json``) and the study goes on.
@@ -109,7 +108,7 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
             raise StudyError(f'{train_tool} not found; pass an existing train script.')
         train_tool = osp.abspath(train_tool)
     slurm = slurm or SlurmOptions()
-    if executor in ('local', 'workers') and threads is None:
+    if executor == 'local' and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
 
     studies = [(w, load_study(w)) for w in work_dirs]
@@ -119,7 +118,7 @@ def run(work_dirs, *, jobs: int = 1, retries: int = 0, executor: str = 'local',
             locks.append(_lock(w))
         launcher = 'slurm' if executor == 'slurm' and slurm.gpus_per_trial > 1 else 'none'
         todo, skipped = _attempts(studies, retry_failed, dict(
-            train_tool=train_tool, python=python, launcher=launcher,
+            train_tool=train_tool, launcher=launcher,
             threads=threads, cwd=os.getcwd()))
         yield from _train(studies, todo, skipped, jobs, retries, executor, slurm, threads,
                           poll_s or POLL_S.get(executor, 1.0))
@@ -154,19 +153,19 @@ def _attempts(studies, retry_failed: bool, common: dict) -> tuple:
     return todo, skipped
 
 
-def _final_status(attempt: Attempt, outcome: dict, attempts: int, wall: float) -> dict:
+def _final_status(attempt: Attempt, result: dict, attempts: int, wall: float) -> dict:
     """A trial's ``status.json``, written once its last attempt is judged."""
-    status = dict(status='done' if outcome['ok'] else 'failed', attempts=attempts,
-                  wall_time=round(wall, 1), error=outcome['error'],
-                  returncode=outcome.get('returncode'), resumed=bool(outcome.get('resumed')),
+    status = dict(status='done' if result['ok'] else 'failed', attempts=attempts,
+                  wall_time=round(wall, 1), error=result['error'],
+                  returncode=result.get('returncode'), resumed=bool(result.get('resumed')),
                   finished=datetime.datetime.now(datetime.timezone.utc)
                   .isoformat(timespec='seconds'))
     if attempt.pretrain_config:
-        stage = outcome.get('stage')
-        if not outcome['ok'] and stage is None:  # the job died: where?
+        stage = result.get('stage')
+        if not result['ok'] and stage is None:  # the job died: where?
             stage = pending_stage(attempt.study, attempt.trial)
-        status.update(stage=stage, pretrain=outcome.get('pretrain'))
-    _write_json(osp.join(trial_dir(attempt.study, attempt.trial), STATUS_FILE), status)
+        status.update(stage=stage, pretrain=result.get('pretrain'))
+    write_json(osp.join(trial_dir(attempt.study, attempt.trial), STATUS_FILE), status)
     return status
 
 
@@ -198,16 +197,17 @@ def _train(studies, todo: List[Attempt], skipped: list, jobs: int, retries: int,
                         counts['failed'], running, pending, eta, attempt=attempt.number, **kw)
 
     active: Dict[object, Attempt] = {}
+    for study_name, trial, status in skipped:
+        yield Progress('skip', study_name, trial, counts['done'], counts['failed'], 0,
+                       len(todo), None, status.get('wall_time'), status.get('attempts', 0),
+                       status.get('error'))
+    if not todo:
+        return
     try:
-        backend = make_backend(executor, jobs, studies[0][0], slurm, threads)
-        for study_name, trial, status in skipped:
-            yield Progress('skip', study_name, trial, counts['done'], counts['failed'], 0,
-                           len(todo), None, status.get('wall_time'), status.get('attempts', 0),
-                           status.get('error'))
+        backend = make_backend(executor, min(jobs, len(todo)), studies[0][0], slurm, threads)
         for attempt in todo:
             attempt.number = 1
-        if todo:
-            active.update(zip(backend.submit(todo), todo))
+        active.update(zip(backend.submit(todo), todo))
         while active:
             for handle, attempt in list(active.items()):
                 key = attempt.trial + attempt.study
@@ -218,23 +218,23 @@ def _train(studies, todo: List[Attempt], skipped: list, jobs: int, retries: int,
                     continue
                 del active[handle]
                 started.pop(key, None)
-                outcome = _outcome(handle)
+                result = outcome(handle)
                 tried[key] += 1
-                if outcome.get('wall_time'):
-                    wall[key] += outcome['wall_time']
-                metric = outcome.get('metrics', {}).get(attempt.metric)
+                if result.get('wall_time'):
+                    wall[key] += result['wall_time']
+                metric = result.get('metrics', {}).get(attempt.metric)
                 metric = (attempt.metric, metric) if metric is not None else None
-                if outcome['ok'] or attempt.number > retries:
-                    status = _final_status(attempt, outcome, tried[key], wall[key])
+                if result['ok'] or attempt.number > retries:
+                    status = _final_status(attempt, result, tried[key], wall[key])
                     counts[status['status']] += 1
-                    if outcome['ok']:
+                    if result['ok']:
                         durations.append(wall[key])
                     yield event(status['status'], attempt, wall_time=wall[key],
-                                error=outcome['error'], metric=metric,
-                                stage=outcome.get('stage'))
+                                error=result['error'], metric=metric,
+                                stage=result.get('stage'))
                 else:
-                    yield event('retry', attempt, wall_time=outcome.get('wall_time'),
-                                error=outcome['error'], stage=outcome.get('stage'))
+                    yield event('retry', attempt, wall_time=result.get('wall_time'),
+                                error=result['error'], stage=result.get('stage'))
                     retry = Attempt(**{**asdict(attempt), 'number': attempt.number + 1})
                     active.update(zip(backend.submit([retry]), [retry]))
             if active:

@@ -16,15 +16,15 @@ and, for two-stage trials (``setup --pretrain CLS_CONFIG``)::
     WORK_DIR/trials/<name>/pretrained.pth       the converted backbone        (run, stage 2)
     WORK_DIR/trials/<name>/stages.json          which of stages 1 and 2 are done (run)
 
-"Finished" means ``status.json`` says ``done``: it is written atomically, after ``train.py``
-exited 0 and its validation metrics were read. A trial without ``status.json`` is pending; when
+"Finished" means ``status.json`` says ``done``: it is written atomically, after the train CLI
+returned 0 and its validation metrics were read. A trial without ``status.json`` is pending; when
 its work dir holds a checkpoint, the next attempt resumes from it (``--resume``).
 
 Everything here reads or writes these files; nothing imports torch or mmengine.
 """
 import json
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 from ..atomic import replace_bytes
 from ..runtime.errors import ToolError
@@ -35,7 +35,6 @@ STATUS_FILE = 'status.json'
 TRIALS_DIR = 'trials'
 TRIAL_CONFIG = 'config.py'
 TRIAL_WORK = 'work'
-LAST_CHECKPOINT = 'last_checkpoint'
 PRETRAIN_DIR = 'pretrain'
 PRETRAINED_FILE = 'pretrained.pth'
 STAGES_FILE = 'stages.json'
@@ -44,25 +43,23 @@ STAGES = ('pretrain', 'convert', 'finetune')
 FORMAT_VERSION = 1
 #: Settings a study.json written before they existed is read with.
 SETTING_DEFAULTS = dict(init='recipe', pretrain_config=None, pretrain_cfg_options={}, repeats=0)
-#: What trains a trial: a module run with ``python -m`` (the package's own train CLI, so an
-#: installed package runs studies without a checkout), or a ``.py`` file.
+#: What trains a trial: the package's own train CLI (a module with ``main(argv)``, the one
+#: behind ``python -m regnet_backbone.runtime.train``), so an installed package runs studies
+#: without a checkout. A ``.py`` file with a ``main(argv)`` is accepted too.
 DEFAULT_TRAIN_TOOL = 'regnet_backbone.runtime.train'
-
-
-def train_command(python: str, train_tool: str) -> List[str]:
-    """The command line that runs :data:`DEFAULT_TRAIN_TOOL`-like ``train_tool``."""
-    return [python, train_tool] if train_tool.endswith('.py') else [python, '-m', train_tool]
 
 
 class StudyError(ToolError):
     """A study cannot be set up, run, collected or analysed; the message is one line."""
 
 
-def _write_json(path: str, data) -> None:
+def write_json(path: str, data) -> None:
+    """``data`` as indented JSON in ``path``, replaced atomically."""
     replace_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + '\n').encode())
 
 
-def _read_json(path: str):
+def read_json(path: str):
+    """The JSON in ``path``; :class:`StudyError` when it is missing or not JSON."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -79,7 +76,7 @@ def load_study(work_dir: str) -> dict:
     if not osp.isfile(path):
         raise StudyError(f'{work_dir} is not a study: {STUDY_FILE} is missing (run '
                          '`tools/study.py setup BASE_CONFIG WORK_DIR ...` first)')
-    return _read_json(path)
+    return read_json(path)
 
 
 def trial_dir(work_dir: str, trial: str) -> str:
@@ -90,7 +87,7 @@ def read_status(work_dir: str, trial: str) -> Optional[dict]:
     """A trial's ``status.json`` (``status``: ``done`` or ``failed``, ``attempts``,
     ``wall_time`` in seconds, ``error``), or None while it is pending."""
     path = osp.join(trial_dir(work_dir, trial), STATUS_FILE)
-    return _read_json(path) if osp.isfile(path) else None
+    return read_json(path) if osp.isfile(path) else None
 
 
 def read_stages(work_dir: str, trial: str) -> dict:
@@ -98,7 +95,7 @@ def read_stages(work_dir: str, trial: str) -> dict:
     'metric', 'checkpoint', 'wall_time'}, 'convert': {'status': 'done', 'file', 'source',
     'tensors'}}``, each key present once that stage is done; ``{}`` before."""
     path = osp.join(trial_dir(work_dir, trial), STAGES_FILE)
-    return _read_json(path) if osp.isfile(path) else {}
+    return read_json(path) if osp.isfile(path) else {}
 
 
 def pending_stage(work_dir: str, trial: str) -> str:
@@ -111,22 +108,7 @@ def pending_stage(work_dir: str, trial: str) -> str:
     return STAGES[2]
 
 
-def _last_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint mmengine's ``last_checkpoint`` pointer names, when that file exists."""
-    pointer = osp.join(work_dir, LAST_CHECKPOINT)
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path if osp.isfile(path) else None
-
-
-def _has_checkpoint(work_dir: str) -> bool:
-    """Whether an attempt in ``work_dir`` resumes (``--resume``): a checkpoint is there."""
-    return _last_checkpoint(work_dir) is not None
-
-
-def _pretrain_result(top1: Optional[float]) -> Optional[dict]:
+def pretrain_result(top1: Optional[float]) -> Optional[dict]:
     """``{'top1', 'error'}`` (percent) of a classification top-1 accuracy in percent: the
     ``pretrain`` field of ``status.json`` and ``results.json``."""
     return None if top1 is None else dict(top1=float(top1), error=100.0 - float(top1))

@@ -1,4 +1,5 @@
-"""The pictures of a study report (PNG, matplotlib's Agg backend: no display needed).
+"""The pictures of a study report (PNG: matplotlib figures drawn without pyplot, so no display
+and no global backend are needed).
 
 One function per picture, each taking :class:`.analysis.Study` objects and a path:
 :func:`plot_edfs` (error EDFs with their DKW bands, and flops-normalised),
@@ -7,11 +8,13 @@ One function per picture, each taking :class:`.analysis.Study` objects and a pat
 best value; the paper's Fig. 5 style) and :func:`plot_block_widths` (the best models' per-block
 widths with their RegNet fit). Files are written atomically.
 """
+import io
 import math
 from typing import Dict, Sequence
 
 from ..atomic import replace_bytes
-from .analysis import ALPHA, Study, _bootstrap, _normalised, pretrain_pairs, random_search_curves
+from .analysis import (ALPHA, Study, best_value_interval, flops_normalised_edf, pretrain_pairs,
+                       random_search_curves)
 
 WIDTH_PLOTS = 3    # best models whose per-block widths are drawn, per study
 PARAMETERS = (  # (key, axis label, log scale)
@@ -26,18 +29,16 @@ PARAMETERS = (  # (key, axis label, log scale)
 )
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
+def _figure(figsize, rows: int = 1, cols: int = 1, **subplots):
+    """``(figure, axes)`` of a figure of its own: none of pyplot's global state."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, **subplots)
 
 
 def _save(fig, path: str) -> str:
-    import io
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png', dpi=110, bbox_inches='tight')
-    _pyplot().close(fig)
     replace_bytes(path, buffer.getvalue())
     return path
 
@@ -46,23 +47,26 @@ def _legend(name: str, errors: Sequence[float]) -> str:
     return f'{name}: n={len(errors)} | min {min(errors):.1f} | mean {sum(errors) / len(errors):.1f}'
 
 
+def _edf_with_band(ax, study: Study, color=None) -> None:
+    """The error EDF of ``study`` with its (1 - ALPHA) DKW band, starting at F = 0."""
+    from .stats import dkw_band
+    errors, cdf, lower, upper, eps = dkw_band(study.errors, ALPHA)
+    x = [errors[0]] + list(errors)
+    line = ax.step(x, [0.0] + list(cdf), where='post', lw=2, color=color,
+                   label=_legend(study.name, study.errors) + f' | DKW ±{eps:.2f}')[0]
+    ax.fill_between(x, [0.0] + list(lower), [min(1.0, eps)] + list(upper), step='post',
+                    color=line.get_color(), alpha=0.15, lw=0)
+
+
 def plot_edfs(studies: Sequence[Study], path: str) -> str:
     """Plain (left, with its 95% DKW band) and flops-normalised (right) error EDFs of every
     study."""
-    from ..design.stats import dkw_band
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = _figure((12, 4.5), 1, 2)
     for study in studies:
         if not study.trials:
             continue
-        errors, cdf, lower, upper, eps = dkw_band(study.errors, ALPHA)
-        # each curve starts at F = 0 at the smallest error
-        x = [errors[0]] + list(errors)
-        line = axes[0].step(x, [0.0] + list(cdf), where='post', lw=2,
-                            label=_legend(study.name, study.errors) + f' | DKW ±{eps:.2f}')[0]
-        axes[0].fill_between(x, [0.0] + list(lower), [min(1.0, eps)] + list(upper),
-                             step='post', color=line.get_color(), alpha=0.15, lw=0)
-        norm = _normalised(study)
+        _edf_with_band(axes[0], study)
+        norm = flops_normalised_edf(study)
         if norm is not None:
             axes[1].step([norm[0][0]] + list(norm[0]), [0.0] + list(norm[1]), where='post',
                          lw=2, label=f'{study.name} ({norm[3]} flops bins)')
@@ -83,8 +87,7 @@ def plot_edfs(studies: Sequence[Study], path: str) -> str:
 def plot_random_search(studies: Sequence[Study], path: str) -> str:
     """Random-search efficiency (NDS): the expected minimum error of k random models against
     log2 k, with a band of +-2 sigma (sigma: the exact SD of that minimum over the draws)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _figure((6, 4.5))
     for study in studies:
         curve = random_search_curves(study)
         if not curve:
@@ -107,8 +110,7 @@ def plot_random_search(studies: Sequence[Study], path: str) -> str:
 
 def plot_pretrain_correlation(studies: Sequence[Study], path: str) -> str:
     """The task's error against the classification error of the pretraining stage."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _figure((6, 4.5))
     for study in studies:
         pairs = pretrain_pairs(study)
         if pairs:
@@ -125,13 +127,12 @@ def plot_pretrain_correlation(studies: Sequence[Study], path: str) -> str:
 def plot_parameters(study: Study, path: str) -> Dict[str, tuple]:
     """Error against each parameter, one panel each, with the bootstrap's best value (line)
     and 95% interval (band). Returns ``{key: (lo, mid, hi)}``."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig, axes = _figure((16, 7), 2, 4)
     intervals = {}
     for ax, (key, label, log) in zip(axes.flat, PARAMETERS):
         x = [t.values[key] for t in study.trials]
         ax.scatter(x, study.errors, s=18, alpha=0.8)
-        band = _bootstrap(study, key)
+        band = best_value_interval(study, key)
         if band is not None:
             intervals[key] = band
             lo, mid, hi = band
@@ -157,9 +158,8 @@ def plot_parameters(study: Study, path: str) -> Dict[str, tuple]:
 def plot_block_widths(study: Study, path: str) -> str:
     """Per-block widths of the best models, with their RegNet fit and the continuous u_j."""
     from ..design.regnet import generate_block_widths
-    plt = _pyplot()
     best = study.trials[:WIDTH_PLOTS]
-    fig, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 4), squeeze=False)
+    fig, axes = _figure((5 * len(best), 4), 1, len(best), squeeze=False)
     for ax, t in zip(axes[0], best):
         j = list(range(len(t.block_widths)))
         ax.step(j, t.block_widths, where='mid', lw=2, label='w_j (block widths)')
@@ -179,3 +179,4 @@ def plot_block_widths(study: Study, path: str) -> str:
         ax.legend(fontsize=7, loc='upper left')
     fig.suptitle(f'{study.name}: the best models\' per-block widths')
     return _save(fig, path)
+

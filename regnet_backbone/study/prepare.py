@@ -16,11 +16,13 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..atomic import replace_bytes
-from ..runtime.engine import codebase_of, load_config
+from ..checkpoints.state_dict import compare, shapes
+from ..runtime.config import codebase_of, load_config
+from ..runtime.datasets import use_data_root
 from . import recipe
 from .layout import (FORMAT_VERSION, PRETRAIN_DIR, PRETRAINED_FILE, SETTING_DEFAULTS, STUDY_FILE,
-                     TRIAL_CONFIG, StudyError, _read_json, _write_json, trial_dir)
-from .recipe import _absolute_data_paths, backbone_of, default_metric, trial_config
+                     TRIAL_CONFIG, StudyError, read_json, trial_dir, write_json)
+from .recipe import absolute_data_paths, backbone_of, default_metric, trial_config
 
 #: Every sampled arch of a study is built with the recipe's norm; when none of this many
 #: builds, the recipe (not the draw) is at fault.
@@ -59,7 +61,7 @@ def _pretrain_recipe(path: str, cfg_options: Optional[dict]):
     if found:
         raise StudyError(f'--pretrain {osp.basename(path)} would train frozen random weights '
                          f'({", ".join(found)} in model.backbone): unfreeze them in that config')
-    _absolute_data_paths(cfg, os.getcwd())
+    absolute_data_paths(cfg, os.getcwd())
     return cfg
 
 
@@ -154,7 +156,8 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
         cfg_options: ``--cfg-options`` merged into the base config first.
         metric: the validation metric to rank by (default: from the evaluator,
             :func:`default_metric`).
-        data_root: point the datasets at this folder (``engine.use_data_root``).
+        data_root: point the datasets at this folder
+            (:func:`regnet_backbone.runtime.datasets.use_data_root`).
         max_draws: the sampler gives up (:class:`StudyError`) after this many draws.
         init: None (the recipe as written: refused when it would freeze untrained weights,
             :func:`.recipe.untrained_weights`) or ``'scratch'``
@@ -180,7 +183,6 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
         :class:`StudyError`.
     """
     from ..design import sampling
-    from ..runtime.engine import use_data_root
     if space not in sampling.SPACES:
         raise StudyError(f'unknown design space {space!r}; choose from '
                          f'{", ".join(sampling.SPACES)}')
@@ -203,7 +205,7 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
                     pretrain_cfg_options=pretrain_cfg_options or {}, repeats=int(repeats))
     existing = osp.join(work_dir, STUDY_FILE)
     if osp.isfile(existing):
-        study = _read_json(existing)
+        study = read_json(existing)
         old = {k: study.get(k, SETTING_DEFAULTS.get(k)) for k in settings}
         if old != json.loads(json.dumps(settings)) or (metric and metric != study['metric']):
             changed = sorted(k for k in settings if old.get(k) != json.loads(
@@ -216,7 +218,7 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
     codebase = codebase_of(cfg)
     if data_root:
         use_data_root(cfg, osp.abspath(data_root))
-    _absolute_data_paths(cfg, os.getcwd())
+    absolute_data_paths(cfg, os.getcwd())
     metric = metric or default_metric(cfg)
     backbone_of(cfg)
     init_changes: List[str] = []
@@ -236,12 +238,12 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
     def fit_check(modules):
         if len(modules) < 2:
             return
-        why = recipe.shape_mismatch(recipe.shapes(modules[1]), recipe.shapes(modules[0]))
-        if why:
+        mismatch = compare(shapes(modules[1]), shapes(modules[0]))
+        if mismatch:
             raise StudyError(f'the backbone pretrained by --pretrain {osp.basename(pretrain)} '
                              f'cannot initialise the one of {osp.basename(base_config)} '
                              f'(norm {recipe.describe_norm(backbones[1])} vs '
-                             f'{recipe.describe_norm(backbones[0])}; {why}): make their '
+                             f'{recipe.describe_norm(backbones[0])}; {mismatch.summary()}): make their '
                              'model.backbone settings other than arch agree')
 
     samples, reasons = _buildable_samples(
@@ -278,5 +280,5 @@ def setup(base_config: str, work_dir: str, *, space: str, n: int, seed: int = 0,
                  rejected=dict(count=sum(reasons.values()), reasons=reasons),
                  created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                  trials=trials)
-    _write_json(existing, study)  # last: a study.json means every trial config is written
+    write_json(existing, study)  # last: a study.json means every trial config is written
     return study

@@ -27,7 +27,7 @@ normalises. A study therefore names how each trial starts (``init``):
 initialisation), so that a study can drop sampled archs its recipe's norm cannot build (e.g.
 GroupNorm with 32 groups and a 104-channel stage) before any trial is written.
 
-The recipe checks (:func:`untrained_weights`, :func:`build_backbone`, :func:`shape_mismatch`)
+The recipe checks (:func:`untrained_weights`, :func:`build_backbone`)
 return what they found and raise nothing for a bad recipe: the setup stage (:mod:`.prepare`)
 decides what to refuse.
 """
@@ -43,10 +43,18 @@ INITS = ('recipe', 'scratch', 'pretrain')
 #: mmcv's names of BatchNorm layers (``norm_eval`` freezes their statistics).
 BN_TYPES = ('BN', 'BN1d', 'BN2d', 'BN3d', 'SyncBN', 'MMSyncBN', 'NaiveSyncBN')
 SYNC_BN = 'SyncBN'
-#: RegNetBackbone's defaults for what it freezes (mmdet's ResNet and RegNet have the same).
-DEFAULT_FROZEN_STAGES = -1
-DEFAULT_NORM_EVAL = True
-DEFAULT_NORM_CFG = dict(type='BN', requires_grad=True)
+
+
+def backbone_default(name: str, scope: Optional[str] = None):
+    """The value ``RegNetBackbone`` gives argument ``name`` when a config leaves it out, under
+    the config's default ``scope`` (mmpretrain's ``norm_eval`` is False, mmdet's True)."""
+    import inspect
+
+    from ..models import RegNetBackbone, scope_defaults
+    defaults = scope_defaults(scope or 'mmdet')
+    if name in defaults:
+        return defaults[name]
+    return inspect.signature(RegNetBackbone).parameters[name].default
 
 
 def _norm_type(norm_cfg) -> str:
@@ -63,14 +71,21 @@ def untrained_weights(cfg) -> List[str]:
     """What ``cfg``'s backbone would leave at its random initialisation when trained without
     pretrained weights: one phrase per setting (``'frozen_stages=1'``, ``'norm_eval=True with
     BN'``, ``'norm_cfg requires_grad=False'``); empty when everything trains. RegNetBackbone's
-    defaults count (``norm_eval`` is True unless the config says otherwise)."""
+    defaults under the config's scope count (:func:`backbone_default`: ``norm_eval`` is True in
+    mmdet and mmseg configs and False in mmpretrain's unless the config says otherwise)."""
     backbone = cfg.get('model', {}).get('backbone') or {}
+    scope = cfg.get('default_scope')
     found = []
-    frozen = backbone.get('frozen_stages', DEFAULT_FROZEN_STAGES)
+
+    def setting(name):
+        value = backbone.get(name)
+        return backbone_default(name, scope) if value is None else value
+
+    frozen = setting('frozen_stages')
     if isinstance(frozen, int) and frozen >= 0:
         found.append(f'frozen_stages={frozen}')
-    norm_cfg = backbone.get('norm_cfg', DEFAULT_NORM_CFG)
-    if backbone.get('norm_eval', DEFAULT_NORM_EVAL) and is_batch_norm(norm_cfg):
+    norm_cfg = setting('norm_cfg')
+    if setting('norm_eval') and is_batch_norm(norm_cfg):
         found.append(f'norm_eval=True with {_norm_type(norm_cfg)}')
     if not (norm_cfg or {}).get('requires_grad', True):
         found.append('norm_cfg requires_grad=False')
@@ -78,7 +93,7 @@ def untrained_weights(cfg) -> List[str]:
 
 
 def _trainable_norm(norm_cfg: Optional[dict]) -> dict:
-    norm_cfg = dict(norm_cfg if norm_cfg is not None else DEFAULT_NORM_CFG)
+    norm_cfg = dict(norm_cfg if norm_cfg is not None else backbone_default('norm_cfg'))
     if is_batch_norm(norm_cfg):
         norm_cfg['type'] = SYNC_BN
     norm_cfg['requires_grad'] = True
@@ -108,18 +123,23 @@ def train_everything(cfg) -> List[str]:
     """
     model = cfg.model
     backbone = model.backbone
+    scope = cfg.get('default_scope')
     changes = []
 
     def put(node, key, value, where, default):
-        old = node.get(key, default)
+        old = node.get(key)
+        old = default if old is None else old
         if old != value:
             changes.append(f'{where}.{key}: {old} -> {value}')
         node[key] = value
 
-    put(backbone, 'frozen_stages', -1, 'model.backbone', DEFAULT_FROZEN_STAGES)
-    put(backbone, 'norm_eval', False, 'model.backbone', DEFAULT_NORM_EVAL)
-    old_norm = backbone.get('norm_cfg', DEFAULT_NORM_CFG)
-    put(backbone, 'norm_cfg', _trainable_norm(old_norm), 'model.backbone', DEFAULT_NORM_CFG)
+    def put_backbone(key, value):
+        put(backbone, key, value, 'model.backbone', backbone_default(key, scope))
+
+    put_backbone('frozen_stages', -1)
+    put_backbone('norm_eval', False)
+    old_norm = backbone.get('norm_cfg') or backbone_default('norm_cfg')
+    put_backbone('norm_cfg', _trainable_norm(old_norm))
     for where, neck in _necks(model):
         if neck.get('norm_cfg') is not None:
             put(neck, 'norm_cfg', _trainable_norm(neck['norm_cfg']), where, None)
@@ -178,33 +198,10 @@ def build_backbone(backbone: dict):
 
 def describe_norm(backbone: dict) -> str:
     """``'GN(num_groups=32)'``, ``'SyncBN'``: the backbone's norm in a few characters."""
-    norm_cfg = dict(backbone.get('norm_cfg', DEFAULT_NORM_CFG) or {})
+    norm_cfg = dict(backbone.get('norm_cfg') or backbone_default('norm_cfg'))
     kind = _norm_type(norm_cfg)
     extra = {k: v for k, v in norm_cfg.items() if k not in ('type', 'requires_grad')}
     return kind + (f'({", ".join(f"{k}={v}" for k, v in extra.items())})' if extra else '')
-
-
-def shapes(module) -> Dict[str, Tuple[int, ...]]:
-    """Tensor names -> shapes of a (meta) module's state dict."""
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-def shape_mismatch(source: Dict[str, Tuple[int, ...]],
-                   target: Dict[str, Tuple[int, ...]], limit: int = 3) -> Optional[str]:
-    """Why a checkpoint with ``source``'s tensors cannot be loaded strictly into a model with
-    ``target``'s (missing, unexpected or differently shaped names, at most ``limit`` of each
-    named), or None when it can."""
-    missing = [k for k in target if k not in source]
-    unexpected = [k for k in source if k not in target]
-    wrong = [f'{k} {list(source[k])} vs {list(target[k])}' for k in target
-             if k in source and source[k] != target[k]]
-    parts = []
-    for label, names in (('shapes differ', wrong), ('missing', missing),
-                         ('unexpected', unexpected)):
-        if names:
-            more = f' and {len(names) - limit} more' if len(names) > limit else ''
-            parts.append(f'{label}: {", ".join(names[:limit])}{more}')
-    return '; '.join(parts) or None
 
 
 # --- trial configs --------------------------------------------------------------------------------
@@ -231,7 +228,7 @@ def default_metric(cfg) -> str:
                      f'({[(e or {}).get("type") for e in evaluators]}); pass --metric KEY')
 
 
-def _absolute_data_paths(cfg, base: str) -> None:
+def absolute_data_paths(cfg, base: str) -> None:
     """Make every relative dataset ``data_root`` and evaluator ``ann_file`` absolute (against
     ``base``), so that a trial config reads the same data from any working directory."""
     def fix(node):

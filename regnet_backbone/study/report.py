@@ -19,7 +19,7 @@ writes ``OUT_DIR/report.md`` with what the paper and pycls's sweep analysis show
 and ``OUT_DIR/summary.json`` with the numbers (:func:`.analysis.summary`). The numbers come from
 :mod:`.analysis`, the pictures from :mod:`.plotting`; this module writes the words and tables.
 
-Needs numpy and matplotlib. Nothing here prints or exits.
+Needs numpy, scipy and matplotlib. Nothing here prints or exits.
 """
 import json
 import math
@@ -28,9 +28,9 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from ..atomic import replace_bytes
-from .analysis import (ALPHA, BOOTSTRAP_ROUNDS, PERMUTATIONS, SUMMARY_FILE, _normalised, _p,
-                       _sd, compare, load_study_results, pretrain_pairs, random_search_curves,
-                       summary, verdict)
+from .analysis import (ALPHA, BOOTSTRAP_ROUNDS, PERMUTATIONS, SUMMARY_FILE, compare,
+                       flops_normalised_edf, format_p, load_study_results, pretrain_pairs,
+                       random_search_curves, sample_sd, summary, verdict)
 from .layout import StudyError
 from .plotting import (plot_block_widths, plot_edfs, plot_parameters, plot_pretrain_correlation,
                        plot_random_search)
@@ -139,7 +139,9 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
 
     Every study must rank by the same metric (``metric``, or each study's own when they agree).
     """
-    from ..design.stats import correlation, dkw_epsilon, ks_distance
+    from scipy.stats import ks_2samp, pearsonr, spearmanr
+
+    from .stats import dkw_epsilon, ks_distance
     if not work_dirs:
         raise StudyError('analyze needs at least one study folder')
     studies = [load_study_results(w, metric, scale) for w in work_dirs]
@@ -165,7 +167,7 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
     rows = []
     for s in studies:
         e = sorted(s.errors)
-        sd = _sd(e)
+        sd = sample_sd(e)
         rows.append([s.name, s.settings.get('space', '?'), _windows_text(s.settings),
                      len(s.trials), s.reruns, len(s.failed), len(s.pending),
                      f'{e[0]:.2f}' if e else '-', f'{e[len(e) // 2]:.2f}' if e else '-',
@@ -196,10 +198,9 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
     if pairs:
         rows = []
         for a, b in pairs:
-            plain = ks_distance(a.errors, b.errors)
-            na, nb = _normalised(a), _normalised(b)
-            norm = (ks_distance(list(na[0]), list(nb[0]), list(na[2]), list(nb[2]))
-                    if na and nb else None)
+            plain = ks_2samp(a.errors, b.errors).statistic
+            na, nb = flops_normalised_edf(a), flops_normalised_edf(b)
+            norm = ks_distance(na[0], nb[0], na[2], nb[2]) if na and nb else None
             critical = 1.36 * math.sqrt((len(a.trials) + len(b.trials)) /
                                         (len(a.trials) * len(b.trials)))
             rows.append([a.name, b.name, f'{plain:.3f}',
@@ -213,7 +214,8 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
                       'KS', 'p (KS)', 'p (mean)', 'permutations'],
                      [[c.a.name, c.b.name, f'{len(c.a.trials)} + {len(c.b.trials)}',
                        f'{c.mean_diff:+.2f}', f'[{c.mean_diff_ci[0]:+.2f}, '
-                       f'{c.mean_diff_ci[1]:+.2f}]', f'{c.ks:.3f}', _p(c.p_ks), _p(c.p_mean),
+                       f'{c.mean_diff_ci[1]:+.2f}]', f'{c.ks:.3f}', format_p(c.p_ks),
+                       format_p(c.p_mean),
                        f'{c.permutations}' + (' (all splits)' if c.exact else ' (random)')]
                       for c in comparisons])
         md += ['The permutation tests pool the two studies\' errors (one trial per sample) and '
@@ -228,7 +230,7 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
 
     md += ['## Seed noise', '']
     for s in studies:
-        sd = _sd(s.errors)
+        sd = sample_sd(s.errors)
         spread = f'{sd:.2f}' if sd is not None else '-'
         if s.noise is None:
             md.append(f'- {s.name}: no seed-noise floor (no sample trained more than once; '
@@ -261,8 +263,9 @@ def analyze(work_dirs: Sequence[str], out_dir: str, metric: Optional[str] = None
         for s in studies:
             pairs_ = pretrain_pairs(s)
             if len(pairs_) >= 3:
-                r, rho = correlation(*zip(*pairs_))
-                rows.append([s.name, len(pairs_), f'{r:.2f}', f'{rho:.2f}'])
+                x, y = zip(*pairs_)
+                rows.append([s.name, len(pairs_), f'{pearsonr(x, y).statistic:.2f}',
+                             f'{spearmanr(x, y).statistic:.2f}'])
             else:
                 rows.append([s.name, len(pairs_), '-', '-'])
         md += _table(['study', 'two-stage trials', 'Pearson r', 'Spearman ρ'], rows)

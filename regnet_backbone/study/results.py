@@ -10,8 +10,8 @@ import os.path as osp
 from typing import Dict
 
 from ..runtime.logs import metric_values, read_scalars
-from .layout import (RESULTS_FILE, TRIAL_WORK, _pretrain_result, _write_json, load_study,
-                     read_stages, read_status, trial_dir)
+from .layout import (RESULTS_FILE, TRIAL_WORK, load_study, pretrain_result, read_stages,
+                     read_status, trial_dir, write_json)
 
 
 def collect(work_dir: str) -> dict:
@@ -55,9 +55,9 @@ def collect(work_dir: str) -> dict:
         if two_stage:
             finished = read_stages(work_dir, t['trial']).get('pretrain') or {}
             top1 = finished.get('top1') if finished.get('status') == 'done' else None
-            record.update(pretrain=_pretrain_result(top1), stage=status.get('stage'))
+            record.update(pretrain=pretrain_result(top1), stage=status.get('stage'))
         records.append(record)
     settings = {k: v for k, v in study.items() if k != 'trials'}
     results = dict(study=settings, trials=records)
-    _write_json(osp.join(work_dir, RESULTS_FILE), results)
+    write_json(osp.join(work_dir, RESULTS_FILE), results)
     return results

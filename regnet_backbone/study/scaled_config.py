@@ -14,13 +14,14 @@ channels that follow it, and the image sizes that follow its resolution factor.
   ``CenterCrop`` / ``RandomCrop`` ``crop_size`` (integer sizes only: a relative crop is a
   fraction and stays), and a segmentor's ``data_preprocessor.size``.
 
-Library code: nothing here prints; problems raise :class:`.engine.ToolError` subclasses.
+Library code: nothing here prints; problems raise :class:`~regnet_backbone.runtime.errors.ToolError` subclasses.
 """
 import copy
 from typing import List, Optional, Tuple
 
 from ..design.scaling import SIZE_MULTIPLE, ScaledArch
-from ..runtime.engine import ToolError, codebase_of, load_config
+from ..runtime.config import codebase_of, load_config
+from ..runtime.errors import ToolError
 from .recipe import trial_config
 
 #: Image sizes in a scaled config are rounded to a multiple of this, per codebase.

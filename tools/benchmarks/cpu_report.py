@@ -231,11 +231,12 @@ def time_detectors(builders: Dict[str, Callable[[], nn.Module]], batch: int,
 
 def plot_speedups(rows: List[Dict], path: str, header: str) -> None:
     """A bar chart per mode of each row's speed relative to mmdet."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     modes = list(dict.fromkeys(r['mode'] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(modes), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(modes), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         group = [r for r in rows if r['mode'] == mode]
         ax.barh([r['name'] for r in group], [r['speedup'] for r in group], color='tab:blue')
@@ -245,4 +246,3 @@ def plot_speedups(rows: List[Dict], path: str, header: str) -> None:
     fig.suptitle(header, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -242,16 +242,15 @@ def plot_families(result: Dict, path: str, title: str) -> None:
     """One picture: images/s against GFLOPs per image, inference and training, log-log."""
     import io
 
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     colours = {'RegNetY': 'tab:blue', 'RegNetX': 'tab:cyan', 'EfficientNet': 'tab:red',
                'ResNet': 'tab:green'}
     modes = list(dict.fromkeys(r['mode'] for r in result['rows']))
-    fig, axes = plt.subplots(len(modes) or 1, 2, figsize=(10, 4 * max(len(modes), 1)),
-                             squeeze=False)
+    fig = Figure(figsize=(10, 4 * max(len(modes), 1)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(modes) or 1, 2, squeeze=False)
     for row_axes, mode in zip(axes, modes):
         for ax, task in zip(row_axes, TASKS):
             for r in (r for r in result['rows'] if r['mode'] == mode and r['task'] == task):
@@ -273,5 +272,4 @@ def plot_families(result: Dict, path: str, title: str) -> None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format='png', dpi=110)
-    plt.close(fig)
     replace_bytes(path, buffer.getvalue())

@@ -97,10 +97,10 @@ def build_onnxruntime(arch: str) -> nn.Module:
     import os
     import tempfile
 
-    from regnet_backbone.deploy import build_backbone, export_onnx, onnxruntime_session
+    from regnet_backbone.deploy import export_onnx, load_for_export, onnxruntime_session
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, 'backbone.onnx')
-        export_onnx(build_backbone(arch, deploy=True), path, (1, 3, 64, 64), dynamic=True)
+        export_onnx(load_for_export(arch, deploy=True), path, (1, 3, 64, 64), dynamic=True)
         session = onnxruntime_session(path, threads=torch.get_num_threads())
     return OnnxRuntimeModel(session)
 

@@ -147,11 +147,20 @@ def use_atomic_checkpoints(cfg) -> None:
         hook['type'] = ATOMIC_CHECKPOINT_HOOK
 
 
-def last_complete_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint ``last_checkpoint`` in ``work_dir`` names, when that file exists."""
+def read_last_checkpoint(work_dir: str) -> Optional[str]:
+    """The path mmengine's ``last_checkpoint`` pointer in ``work_dir`` names, as written (the
+    file may since have been deleted); None without a pointer or with an empty one."""
     try:
         with open(osp.join(work_dir, LAST_CHECKPOINT)) as f:
-            path = f.read().strip()
-    except OSError:
+            return f.read().strip() or None
+    except OSError:  # no pointer (or an unreadable one): nothing to resume from
         return None
+
+
+def last_complete_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` continues from: the one ``last_checkpoint`` in ``work_dir``
+    names, when that file exists; None otherwise. Complete, since :class:`AtomicCheckpointHook`
+    replaces the checkpoint and then the pointer atomically (a killed run leaves the previous
+    pair)."""
+    path = read_last_checkpoint(work_dir)
     return path if path and osp.isfile(path) else None

@@ -15,9 +15,10 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ...checkpoints import translate_model_state_dict
+from ...checkpoints.errors import UnknownFormatError
 from ...checkpoints.io import allow_runner_checkpoints
-from ...checkpoints.model import trained_channel_order
+from ...checkpoints.model import trained_channel_order, translate_model_state_dict
+from ...checkpoints.state_dict import find_state_dict, strip_wrapper_prefix
 from ...models import RegNetBackbone
 
 
@@ -49,20 +50,19 @@ class RegNetCheckpointHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         backbones = regnet_backbones(runner.model)
-        if not backbones or not isinstance(checkpoint, dict):
+        if not backbones:
             return
-        holder = checkpoint.get('state_dict', checkpoint)
-        if not isinstance(holder, dict):
-            return
-        wrapped = bool(holder) and all(k.startswith('module.') for k in holder)
-        state = {k[len('module.'):]: v for k, v in holder.items()} if wrapped else dict(holder)
+        try:
+            holder = find_state_dict(checkpoint)  # edited in place: the Runner loads from it
+        except UnknownFormatError:
+            return  # the Runner's strict loading refuses it in one line
         meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
         recorded = meta.get('regnet_channel_order')
         if not isinstance(recorded, dict):  # else: what its training config fed, if it says
             trained = trained_channel_order(meta)
             recorded = {p: trained for p in backbones}
         translated, found = translate_model_state_dict(
-            state, prefixes=backbones,
+            strip_wrapper_prefix(holder), prefixes=backbones,
             channel_orders={p: m.in_channel_order for p, m in backbones.items()},
             file_orders=recorded)
         for part in found:

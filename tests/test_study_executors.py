@@ -1,28 +1,29 @@
-"""Long-lived study workers (regnet_backbone.study.workers), CI-sized.
+"""Where study attempts run (regnet_backbone.study.executors), CI-sized.
 
-A stand-in for ``tools/train.py`` (a ``main(argv)`` that does what its config file says) shows
-what the backend promises without the cost of training:
+A stand-in for the train CLI (a ``main(argv)`` that does what its config file says) shows what
+the local executor promises without the cost of training:
 
-* attempts run one after another in the same worker process (the point: one start-up);
+* attempts run one after another in the same long-lived worker process (the point: one
+  start-up), not in this one;
 * each attempt's stdout / stderr, Python's and the raw file descriptors', land in its own
   ``attempt-K.out`` / ``.err``;
 * an exception, a user error, a segfault, ``os._exit`` or SIGKILL fails only that attempt, with
   the tail of its stderr and how the worker ended; a crashed worker is replaced;
-* outcomes are judged as for a subprocess (metrics read back, no metric = failure);
-* ``close`` stops the worker processes.
+* outcomes are judged the one way (metrics read back, no metric = failure);
+* ``close`` stops the worker processes;
+* the SLURM path (submitit, here its local cluster) runs the same attempt code in a job.
 
-One attempt with the real ``tools/train.py`` and the Fashion-MNIST recipe (a few iterations on a
-slice) checks that two real trials in a row train in one worker.
+Ctrl-C of ``tools/study.py run`` and the same command resuming: tests/test_study.py.
 """
 import os
 import os.path as osp
-import sys
 import time
 
 import pytest
 
+from regnet_backbone.study import executors
 from regnet_backbone.study.attempt import Attempt
-from regnet_backbone.study.workers import WorkerBackend
+from regnet_backbone.study.executors import LocalBackend, SlurmOptions, SubmititBackend
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -52,6 +53,8 @@ def main(argv):
         os.kill(os.getpid(), signal.SIGKILL)
     if what == 'exit':
         os._exit(3)
+    if what.startswith('sleep'):
+        time.sleep(float(what.split()[1]))
     vis = os.path.join(work_dir, '20240101_000000', 'vis_data')
     os.makedirs(vis, exist_ok=True)
     with open(os.path.join(vis, 'scalars.json'), 'w') as f:
@@ -75,11 +78,10 @@ def attempt(tmp_path, tool, name, what, number=1, metric='accuracy/top1'):
     (folder / 'config.py').write_text(what)
     return Attempt(study=str(tmp_path), trial=name, number=number,
                    config=str(folder / 'config.py'), work_dir=str(folder / 'work'),
-                   train_tool=tool, python=sys.executable, threads=1, cwd=str(tmp_path),
-                   metric=metric)
+                   train_tool=tool, threads=1, cwd=str(tmp_path), metric=metric)
 
 
-def run_all(backend, attempts, timeout=120):
+def run_all(backend, attempts, timeout=180):
     handles = backend.submit(attempts)
     return [h.result(timeout=timeout) for h in handles]
 
@@ -94,9 +96,20 @@ def read(path):
         return f.read()
 
 
+def gone(pid, wait=10.0) -> bool:
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_attempts_share_one_worker_and_keep_their_own_output(tmp_path, fake_tool):
     attempts = [attempt(tmp_path, fake_tool, f't{i}', 'ok') for i in range(3)]
-    backend = WorkerBackend(jobs=1)
+    backend = LocalBackend(jobs=1)
     try:
         outcomes = run_all(backend, attempts)
     finally:
@@ -110,6 +123,7 @@ def test_attempts_share_one_worker_and_keep_their_own_output(tmp_path, fake_tool
         folder = osp.dirname(a.config)
         assert read(osp.join(folder, 'attempt-1.out')) == 'python stdout of ok\nraw fd 1\n'
         assert read(osp.join(folder, 'attempt-1.err')) == 'raw fd 2\n'
+    assert gone(pids.pop())  # close() stopped the worker
 
 
 @pytest.mark.parametrize('crash, ending', [
@@ -122,7 +136,7 @@ def test_a_crash_fails_only_its_attempt_and_the_worker_is_replaced(tmp_path, fak
     attempts = [attempt(tmp_path, fake_tool, 'before', 'ok'),
                 attempt(tmp_path, fake_tool, 'crash', crash),
                 attempt(tmp_path, fake_tool, 'after', 'ok')]
-    backend = WorkerBackend(jobs=1)
+    backend = LocalBackend(jobs=1)
     try:
         outcomes = run_all(backend, attempts)
     finally:
@@ -142,7 +156,7 @@ def test_exceptions_and_user_errors_fail_the_attempt_not_the_worker(tmp_path, fa
                 attempt(tmp_path, fake_tool, 'user', 'user-error'),
                 attempt(tmp_path, fake_tool, 'nometric', 'no-metric'),
                 attempt(tmp_path, fake_tool, 'ok', 'ok')]
-    backend = WorkerBackend(jobs=1)
+    backend = LocalBackend(jobs=1)
     try:
         raised, user, no_metric, ok = run_all(backend, attempts)
     finally:
@@ -157,28 +171,36 @@ def test_exceptions_and_user_errors_fail_the_attempt_not_the_worker(tmp_path, fa
     assert len({pid_of(a) for a in attempts}) == 1
 
 
-def test_two_slots_run_in_two_workers_at_once_and_close_stops_them(tmp_path, fake_tool):
-    attempts = [attempt(tmp_path, fake_tool, f't{i}', 'ok') for i in range(4)]
-    backend = WorkerBackend(jobs=2)
+def test_two_slots_train_in_two_workers_at_once_and_close_stops_them(tmp_path, fake_tool):
+    # Each attempt sleeps 3 s: one worker alone would need 12 s for the four.
+    attempts = [attempt(tmp_path, fake_tool, f't{i}', 'sleep 3') for i in range(4)]
+    backend = LocalBackend(jobs=2)
     try:
+        run_all(backend, attempts[:1])  # both workers are up (they start together)
+        start = time.time()
         outcomes = run_all(backend, attempts)
-        workers = list(backend._all)
+        took = time.time() - start
     finally:
         backend.close()
     assert all(o['ok'] for o in outcomes)
-    assert len(workers) <= 2 and len({pid_of(a) for a in attempts}) <= 2
-    deadline = time.time() + 10
-    while time.time() < deadline and any(w.proc.poll() is None for w in workers):
-        time.sleep(0.1)
-    assert all(w.proc.poll() is not None for w in workers)
+    pids = {pid_of(a) for a in attempts}
+    assert len(pids) == 2 and took < 11, (pids, took)
+    assert all(gone(pid) for pid in pids)
 
 
-def test_a_worker_is_replaced_after_max_trials(tmp_path, fake_tool):
-    attempts = [attempt(tmp_path, fake_tool, f't{i}', 'ok') for i in range(3)]
-    backend = WorkerBackend(jobs=1, max_trials_per_worker=2)
-    try:
-        run_all(backend, attempts)
-    finally:
-        backend.close()
-    pids = [pid_of(a) for a in attempts]
-    assert pids[0] == pids[1] != pids[2]
+def test_the_slurm_path_runs_the_same_attempt_in_a_submitit_job(tmp_path, fake_tool):
+    """submitit's local cluster: the code path of --executor slurm, one job per attempt."""
+    attempts = [attempt(tmp_path, fake_tool, 'ok', 'ok'),
+                attempt(tmp_path, fake_tool, 'user', 'user-error')]
+    backend = SubmititBackend(str(tmp_path / 'submitit'), 2, SlurmOptions(), threads=1,
+                              cluster='local')
+    jobs = backend.submit(attempts)
+    deadline = time.time() + 180
+    while not all(job.done() for job in jobs) and time.time() < deadline:
+        time.sleep(0.5)
+    ok, user = (executors.outcome(job) for job in jobs)
+    assert ok['ok'] and ok['metrics'] == {'accuracy/top1': 87.5}
+    assert not user['ok'] and user['error'].splitlines()[-1] == 'error: a one-line user error'
+    assert pid_of(attempts[0]) != pid_of(attempts[1])  # one job each
+    assert read(osp.join(osp.dirname(attempts[0].config), 'attempt-1.out')).endswith(
+        'python stdout of ok\nraw fd 1\n')

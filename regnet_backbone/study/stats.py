@@ -1,29 +1,39 @@
-"""The statistics of the paper's method: error EDFs, normalised EDFs, bootstrap, KS (NumPy).
+"""The statistics of a design-space study: the paper's own, and the tests on top of scipy.stats.
 
-* Error EDF (paper eq. 1): F(e) = (1/n) sum_i 1[e_i <= e]. The paper writes ``<``; ``<=`` differs
-  only at the sample points and makes F reach 1 at the largest error.
-* Complexity-normalised EDF (Radosavovic et al., ICCV 2019, "On Network Design Spaces"): the
-  complexity range is cut into k bins and a model in bin j weighs 1 / (k * m_j), m_j models in bin
-  j, so that every complexity bin carries the same total weight 1 / k.
-* Empirical bootstrap of the best value of a parameter (paper footnote 4, pycls
-  ``get_filters``).
-* Kolmogorov-Smirnov distance D = sup_e |F_1(e) - F_2(e)|.
+Ours, because scipy.stats has no equivalent:
 
-Whether a gap between two studies is evidence:
-
-* permutation tests of two samples on the KS distance and on the difference of means (exact
-  enumeration of the splits when there are few, else p = (b + 1) / (m + 1));
-* the percentile bootstrap interval of the difference of means;
-* the Dvoretzky-Kiefer-Wolfowitz (DKW) confidence band of an EDF;
+* the complexity-normalised error EDF (Radosavovic et al., ICCV 2019, "On Network Design
+  Spaces"): the complexity range is cut into k bins and a model in bin j weighs 1 / (k * m_j),
+  m_j models in bin j, so that every complexity bin carries the same total weight 1 / k;
+* the KS distance D = sup_e |F_1(e) - F_2(e)| between two weighted EDFs (``ks_2samp`` has no
+  weights);
+* the empirical bootstrap of the best value of a parameter (paper footnote 4, pycls
+  ``get_filters``): it resamples a quarter of the models (``bootstrap`` resamples all n);
+* the Dvoretzky-Kiefer-Wolfowitz (DKW) band of an EDF (``ecdf`` gives pointwise intervals);
 * random-search efficiency (NDS): the minimum error of k random models, mean and sigma;
 * the seed-noise floor: the pooled SD of the same networks trained with other seeds.
+
+On scipy.stats: the two-sample permutation tests on the KS distance and on the difference of
+means (``permutation_test``, every split when there are few) and the percentile bootstrap
+interval of the difference of means (``bootstrap``). Plain EDFs, the unweighted KS distance and
+the correlations are scipy's ``ecdf``, ``ks_2samp``, ``pearsonr`` and ``spearmanr``, called
+where they are used.
+
+An EDF is F(e) = sum_i w_i 1[e_i <= e] (paper eq. 1 with w_i = 1/n; the paper writes ``<``,
+which differs only at the sample points; ``<=`` makes F reach 1 at the largest error).
 """
-import itertools
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from scipy import stats
+
+from .layout import StudyError
+
+
+class BinningError(StudyError, ValueError):
+    """The complexity bins of a normalised EDF leave a bin empty or miss some models."""
 
 
 def _as_1d(name: str, values) -> np.ndarray:
@@ -36,26 +46,6 @@ def _as_1d(name: str, values) -> np.ndarray:
     return arr
 
 
-def _weighted_edf(errors: np.ndarray, weights: np.ndarray):
-    order = np.argsort(errors, kind='stable')
-    e, w = errors[order], weights[order]
-    cum = np.cumsum(w)
-    # F(e_i) counts every tie of e_i: take the cumulative weight at the last equal value.
-    last = np.searchsorted(e, e, side='right') - 1
-    return e, cum[last], w
-
-
-def edf(errors: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """The error EDF at its sample points.
-
-    Returns:
-        (sorted errors, cdf) with ``cdf[i]`` = F(errors[i]) = (1/n) #{e_l <= errors[i]}.
-    """
-    e = _as_1d('errors', errors)
-    sorted_e, cdf, _ = _weighted_edf(e, np.full(e.size, 1.0 / e.size))
-    return sorted_e, cdf
-
-
 def bin_weights(complexity: Sequence[float], bins: Union[int, Sequence[float]]) -> np.ndarray:
     """NDS weights 1 / (k * m_j) of models binned by complexity (aligned with the input).
 
@@ -65,20 +55,21 @@ def bin_weights(complexity: Sequence[float], bins: Union[int, Sequence[float]]) 
             A value on the upper edge belongs to the last bin.
 
     Raises:
-        ValueError: an empty bin (naming it), or a value outside explicit edges.
+        BinningError: bins < 1, an empty bin (naming it), or a value outside explicit edges.
     """
     c = _as_1d('complexity', complexity)
     if isinstance(bins, (int, np.integer)):
         if bins < 1:
-            raise ValueError(f'bins must be >= 1, got {bins}.')
+            raise BinningError(f'bins must be >= 1, got {bins}.')
         edges = np.linspace(c.min(), c.max(), int(bins) + 1)
     else:
         edges = _as_1d('bin edges', bins)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
-            raise ValueError(f'bin edges must be at least 2 increasing values, got {list(edges)}.')
+            raise BinningError(f'bin edges must be at least 2 increasing values, got '
+                               f'{list(edges)}.')
         if c.min() < edges[0] or c.max() > edges[-1]:
-            raise ValueError(f'complexity values [{c.min():g}, {c.max():g}] fall outside the bin '
-                             f'edges [{edges[0]:g}, {edges[-1]:g}].')
+            raise BinningError(f'complexity values [{c.min():g}, {c.max():g}] fall outside the '
+                               f'bin edges [{edges[0]:g}, {edges[-1]:g}].')
     k = edges.size - 1
     # digitize puts a value on the last edge into bin k + 1: clip it into the last bin.
     idx = np.clip(np.digitize(c, edges[1:-1], right=False), 0, k - 1)
@@ -86,8 +77,8 @@ def bin_weights(complexity: Sequence[float], bins: Union[int, Sequence[float]]) 
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         j = int(empty[0])
-        raise ValueError(f'complexity bin {j} [{edges[j]:g}, {edges[j + 1]:g}) of {k} is empty '
-                         f'({empty.size} empty bin(s)); use fewer bins or more models.')
+        raise BinningError(f'complexity bin {j} [{edges[j]:g}, {edges[j + 1]:g}) of {k} is '
+                           f'empty ({empty.size} empty bin(s)); use fewer bins or more models.')
     return 1.0 / (k * counts[idx])
 
 
@@ -103,7 +94,10 @@ def normalized_edf(errors: Sequence[float], complexity: Sequence[float],
     c = _as_1d('complexity', complexity)
     if e.size != c.size:
         raise ValueError(f'errors has {e.size} values but complexity has {c.size}.')
-    return _weighted_edf(e, bin_weights(c, bins))
+    order = np.argsort(e, kind='stable')
+    e, w = e[order], bin_weights(c, bins)[order]
+    # F(e_i) counts every tie of e_i: take the cumulative weight at the last equal value.
+    return e, np.cumsum(w)[np.searchsorted(e, e, side='right') - 1], w
 
 
 def bootstrap_best(values: Sequence[float], errors: Sequence[float], *, frac: float = 0.25,
@@ -134,17 +128,15 @@ def bootstrap_best(values: Sequence[float], errors: Sequence[float], *, frac: fl
 
 
 def ks_distance(errors_a: Sequence[float], errors_b: Sequence[float],
-                weights_a: Optional[Sequence[float]] = None,
-                weights_b: Optional[Sequence[float]] = None) -> float:
-    """KS distance sup_e |F_a(e) - F_b(e)| between two (optionally weighted) error EDFs.
+                weights_a: Sequence[float], weights_b: Sequence[float]) -> float:
+    """KS distance sup_e |F_a(e) - F_b(e)| between two weighted error EDFs.
 
-    Weights default to 1/n; given weights are normalised to sum to 1.
+    The weights of each side are normalised to sum to 1 (equal weights: ``ks_2samp``'s
+    statistic).
     """
     a, b = _as_1d('errors_a', errors_a), _as_1d('errors_b', errors_b)
 
     def cdf_at(e, w, points):
-        if w is None:
-            w = np.full(e.size, 1.0)
         w = _as_1d('weights', w)
         if w.size != e.size or np.any(w < 0) or w.sum() <= 0:
             raise ValueError('weights must be non-negative, one per error, with a positive sum.')
@@ -173,43 +165,43 @@ class PermutationTest:
     exact: bool
 
 
-def _split_masks(n: int, n_a: int, permutations: int, rng, exact: bool, chunk: int):
-    """Boolean (rows, n) masks, True where a pooled value is labelled ``a``, in chunks."""
-    if exact:
-        combos = itertools.combinations(range(n), n_a)
-        while True:
-            rows = list(itertools.islice(combos, chunk))
-            if not rows:
-                return
-            mask = np.zeros((len(rows), n), dtype=bool)
-            np.put_along_axis(mask, np.asarray(rows, dtype=np.intp).reshape(len(rows), n_a),
-                              True, axis=1)
-            yield mask
-    done = 0
-    while done < permutations:
-        rows = min(chunk, permutations - done)
-        picks = np.argsort(rng.random((rows, n)), axis=1)[:, :n_a]
-        mask = np.zeros((rows, n), dtype=bool)
-        np.put_along_axis(mask, picks, True, axis=1)
-        done += rows
-        yield mask
+def _ks_statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """sup_e |F_x(e) - F_y(e)| along ``axis``, for a whole batch of sample pairs at once
+    (``ks_2samp`` loops over a batch in Python: seconds for 10000 permutations)."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    n_x, n = x.shape[-1], x.shape[-1] + y.shape[-1]
+    pooled = np.concatenate([x, y], axis=-1)
+    order = np.argsort(pooled, axis=-1, kind='stable')
+    values = np.take_along_axis(pooled, order, axis=-1)
+    in_x = np.cumsum(order < n_x, axis=-1)
+    # n_x n_y (F_x - F_y) after the first i pooled values, in integers: in_x n_y - (i - in_x) n_x
+    gap = np.abs(in_x * n - np.arange(1, n + 1) * n_x)
+    # F is compared after the last of equal values (ties count together)
+    last = np.append(values[..., 1:] != values[..., :-1],
+                     np.ones(values.shape[:-1] + (1, ), bool), axis=-1)
+    return np.max(np.where(last, gap, 0), axis=-1) / (n_x * (n - n_x))
+
+
+def _mean_gap(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """|mean(y) - mean(x)| along ``axis``."""
+    return np.abs(np.mean(y, axis=axis) - np.mean(x, axis=axis))
 
 
 def permutation_test(errors_a: Sequence[float], errors_b: Sequence[float], statistic: str = 'ks',
-                     *, permutations: int = 10000, seed: int = 0,
-                     exact_limit: Optional[int] = None) -> PermutationTest:
-    """Two-sample permutation test of "a and b come from the same distribution".
+                     *, permutations: int = 10000, seed: int = 0) -> PermutationTest:
+    """Two-sample permutation test of "a and b come from the same distribution"
+    (the splits: ``scipy.stats.permutation_test``).
 
     The two samples are pooled and relabelled at random (n_a values to ``a``, the rest to
     ``b``); the p-value is the share of relabellings whose statistic is at least the observed
     one. ``statistic='ks'``: the KS distance sup_e |F_a(e) - F_b(e)|; ``'mean'``: the two-sided
     |mean(b) - mean(a)|.
 
-    When the number of distinct splits C(n_a + n_b, n_a) is at most ``exact_limit`` (default:
-    ``permutations``), every split is enumerated and p = #{splits at least as extreme} / C, the
-    observed split included (an exact p-value). Otherwise ``permutations`` random splits are
-    drawn with ``numpy.random.default_rng(seed)`` and p = (b + 1) / (m + 1), b of the m random
-    splits being at least as extreme (Phipson & Smyth's convention: never 0, valid at any m).
+    When the number of distinct splits C(n_a + n_b, n_a) is at most ``permutations``, every
+    split is enumerated and p = #{splits at least as extreme} / C, the observed split included
+    (an exact p-value). Otherwise ``permutations`` random splits are drawn from
+    ``numpy.random.default_rng(seed)`` and p = (b + 1) / (m + 1), b of the m random splits
+    being at least as extreme (Phipson & Smyth's convention: never 0, valid at any m).
 
     Raises:
         ValueError: an empty sample, an unknown statistic, or permutations < 1.
@@ -219,44 +211,33 @@ def permutation_test(errors_a: Sequence[float], errors_b: Sequence[float], stati
         raise ValueError(f"statistic must be 'ks' or 'mean', got {statistic!r}.")
     if permutations < 1:
         raise ValueError(f'permutations must be >= 1, got {permutations}.')
-    n_a, n = a.size, a.size + b.size
-    pooled = np.concatenate([a, b])
-    order = np.argsort(pooled, kind='stable')
-    values = pooled[order]
-    # F is compared at the last position of each run of equal values (ties count together).
-    ends = np.flatnonzero(np.append(values[1:] != values[:-1], True))
-    total = values.sum()
-
-    def stat(mask):
-        if statistic == 'ks':
-            in_a = np.cumsum(mask, axis=1)[:, ends]
-            in_b = (ends + 1)[None, :] - in_a
-            return np.max(np.abs(in_a / n_a - in_b / (n - n_a)), axis=1)
-        sum_a = mask @ values
-        return np.abs((total - sum_a) / (n - n_a) - sum_a / n_a)
-
-    observed_mask = np.zeros((1, n), dtype=bool)
-    observed_mask[0, np.argsort(order)[:n_a]] = True
-    observed = float(stat(observed_mask)[0])
-    # Splits that tie with the observed value in exact arithmetic may differ by rounding.
-    scale = 1.0 if statistic == 'ks' else max(1.0, float(np.max(np.abs(values))))
-    threshold = observed - 1e-9 * scale
-    limit = permutations if exact_limit is None else exact_limit
-    splits = math.comb(n, n_a)
-    exact = splits <= limit
-    rng = np.random.default_rng(seed)
-    hits = evaluated = 0
-    for mask in _split_masks(n, n_a, permutations, rng, exact, chunk=2048):
-        hits += int(np.count_nonzero(stat(mask) >= threshold))
-        evaluated += mask.shape[0]
-    p = hits / evaluated if exact else (hits + 1) / (evaluated + 1)
-    return PermutationTest(observed, float(p), int(evaluated), bool(exact))
+    function = _ks_statistic if statistic == 'ks' else _mean_gap
+    if min(a.size, b.size) >= 2:
+        result = stats.permutation_test(
+            (a, b), function, vectorized=True, n_resamples=permutations, batch=1000,
+            random_state=np.random.default_rng(seed))
+        observed, null = result.statistic, result.null_distribution
+    else:  # scipy wants 2 values a side; a single value has n_a + n_b splits, all of them here
+        pooled = np.concatenate([a, b])
+        alone = np.arange(pooled.size)
+        rest = np.array([np.delete(pooled, i) for i in alone])
+        singles = pooled[alone, None]
+        null = function(singles, rest) if a.size == 1 else function(rest, singles)
+        observed = function(a[None], b[None])[0]
+    # scipy's own p-value allows 100 machine epsilons of the observed value: a mean gap that is
+    # small against the errors misses splits that tie with it in decimal arithmetic (69.79 +
+    # 69.87 against 69.80 + 69.86 rounds apart by more). Allow 1e-9 of the largest |error|.
+    scale = 1.0 if statistic == 'ks' else max(1.0, np.max(np.abs(a)), np.max(np.abs(b)))
+    hits = int(np.count_nonzero(null >= observed - 1e-9 * scale))
+    exact = math.comb(a.size + b.size, a.size) <= permutations
+    p = hits / null.size if exact else (hits + 1) / (null.size + 1)
+    return PermutationTest(float(observed), p, null.size, exact)
 
 
 def bootstrap_mean_diff(errors_a: Sequence[float], errors_b: Sequence[float], *,
                         rounds: int = 10000, level: float = 0.95,
                         seed: int = 0) -> Tuple[float, float, float]:
-    """Percentile bootstrap interval of mean(b) - mean(a).
+    """Percentile bootstrap interval of mean(b) - mean(a) (``scipy.stats.bootstrap``).
 
     Each round resamples a and b independently, each with replacement and at its own size, and
     takes the difference of their means.
@@ -270,11 +251,10 @@ def bootstrap_mean_diff(errors_a: Sequence[float], errors_b: Sequence[float], *,
         raise ValueError(f'level must be in (0, 1), got {level}.')
     if rounds < 1:
         raise ValueError(f'rounds must be >= 1, got {rounds}.')
-    rng = np.random.default_rng(seed)
-    means_a = a[rng.integers(0, a.size, size=(int(rounds), a.size))].mean(axis=1)
-    means_b = b[rng.integers(0, b.size, size=(int(rounds), b.size))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means_b - means_a, [tail, 100 - tail])
+    result = stats.bootstrap((a, b), lambda x, y, axis: np.mean(y, axis) - np.mean(x, axis),
+                             vectorized=True, n_resamples=rounds, confidence_level=level,
+                             method='percentile', random_state=np.random.default_rng(seed))
+    lo, hi = result.confidence_interval
     return float(b.mean() - a.mean()), float(lo), float(hi)
 
 
@@ -292,13 +272,15 @@ def dkw_epsilon(n: int, alpha: float = 0.05) -> float:
 
 
 def dkw_band(errors: Sequence[float], alpha: float = 0.05):
-    """The error EDF with its (1 - alpha) DKW confidence band.
+    """The error EDF (``scipy.stats.ecdf``) with its (1 - alpha) DKW confidence band.
 
     Returns:
-        (sorted errors, cdf, lower, upper, eps): ``cdf`` as :func:`edf`; lower / upper are
-        cdf -/+ eps clipped to [0, 1], eps = :func:`dkw_epsilon` (n, alpha).
+        (sorted errors, cdf, lower, upper, eps): ``cdf[i]`` = F(errors[i]) = (1/n) #{e_l <=
+        errors[i]}; lower / upper are cdf -/+ eps clipped to [0, 1], eps = :func:`dkw_epsilon`
+        (n, alpha).
     """
-    e, cdf = edf(errors)
+    e = np.sort(_as_1d('errors', errors))
+    cdf = stats.ecdf(e).cdf.evaluate(e)
     eps = dkw_epsilon(e.size, alpha)
     return e, cdf, np.clip(cdf - eps, 0.0, 1.0), np.clip(cdf + eps, 0.0, 1.0), eps
 
@@ -399,33 +381,3 @@ def pooled_sd(groups: Sequence[Sequence[float]]) -> Optional[NoiseFloor]:
     if not dof:
         return None
     return NoiseFloor(math.sqrt(sq / dof), used, count, dof)
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given their average rank."""
-    order = np.argsort(x, kind='stable')
-    ranks = np.empty(x.size)
-    sorted_x = x[order]
-    start = 0
-    for end in np.append(np.flatnonzero(sorted_x[1:] != sorted_x[:-1]) + 1, x.size):
-        ranks[order[start:end]] = (start + 1 + end) / 2
-        start = end
-    return ranks
-
-
-def correlation(x: Sequence[float], y: Sequence[float]) -> Tuple[float, float]:
-    """(Pearson r, Spearman rho) of paired values; nan where a side is constant.
-
-    Raises:
-        ValueError: fewer than 2 pairs, or x and y of different lengths.
-    """
-    a, b = _as_1d('x', x), _as_1d('y', y)
-    if a.size != b.size or a.size < 2:
-        raise ValueError(f'need at least 2 pairs of equal length, got {a.size} and {b.size}.')
-
-    def pearson(u, v):
-        u, v = u - u.mean(), v - v.mean()
-        den = math.sqrt(float(u @ u) * float(v @ v))
-        return float(u @ v) / den if den > 0 else float('nan')
-
-    return pearson(a, b), pearson(_ranks(a), _ranks(b))
