@@ -5,11 +5,6 @@ import socket
 import subprocess
 
 
-def _is_main_process() -> bool:
-    from mmengine.dist import is_main_process
-    return is_main_process()
-
-
 def launch_rank(launcher: str) -> int:
     """This process's rank, from the launcher's environment (before any process group)."""
     if launcher == 'none':

@@ -5,12 +5,12 @@ import os
 import os.path as osp
 from typing import Optional
 
+from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
 from ...atomic import is_leftover, replace_bytes
-from ..dist import _is_main_process
 from ..interrupt import sigint_deferred
 
 ATOMIC_BACKEND = 'atomic_local'
@@ -63,7 +63,7 @@ class AtomicCheckpointHook(CheckpointHook):
         if local and self.backend_args is None and self.file_client_args is None:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
             self.file_backend = AtomicLocalBackend()
-        if local and _is_main_process() and osp.isdir(self.out_dir):
+        if local and is_main_process() and osp.isdir(self.out_dir):
             for name in os.listdir(self.out_dir):
                 if is_leftover(name):
                     with contextlib.suppress(OSError):
@@ -97,7 +97,7 @@ class AtomicCheckpointHook(CheckpointHook):
             if self.max_keep_ckpts > 0:
                 self.keep_ckpt_ids.clear()
                 self.keep_ckpt_ids.extend(ids)
-            if not _is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
+            if not is_main_process():  # Runner.save_checkpoint wrote on rank 0 only
                 return
             replace_bytes(osp.join(runner.work_dir, LAST_CHECKPOINT),
                           str(self.last_ckpt).encode())
