@@ -107,13 +107,17 @@ def gone(pid, wait=10.0) -> bool:
     return False
 
 
-def test_attempts_share_one_worker_and_keep_their_own_output(tmp_path, fake_tool):
-    attempts = [attempt(tmp_path, fake_tool, f't{i}', 'ok') for i in range(3)]
+def run_on_one_worker(attempts):
     backend = LocalBackend(jobs=1)
     try:
-        outcomes = run_all(backend, attempts)
+        return run_all(backend, attempts)
     finally:
         backend.close()
+
+
+def test_attempts_share_one_worker_and_keep_their_own_output(tmp_path, fake_tool):
+    attempts = [attempt(tmp_path, fake_tool, f't{i}', 'ok') for i in range(3)]
+    outcomes = run_on_one_worker(attempts)
     assert [o['ok'] for o in outcomes] == [True, True, True]
     assert all(o['metrics'] == {'accuracy/top1': 87.5} for o in outcomes)
     assert all(o['returncode'] == 0 and o['error'] is None for o in outcomes)
@@ -136,11 +140,7 @@ def test_a_crash_fails_only_its_attempt_and_the_worker_is_replaced(tmp_path, fak
     attempts = [attempt(tmp_path, fake_tool, 'before', 'ok'),
                 attempt(tmp_path, fake_tool, 'crash', crash),
                 attempt(tmp_path, fake_tool, 'after', 'ok')]
-    backend = LocalBackend(jobs=1)
-    try:
-        outcomes = run_all(backend, attempts)
-    finally:
-        backend.close()
+    outcomes = run_on_one_worker(attempts)
     assert [o['ok'] for o in outcomes] == [True, False, True]
     error = outcomes[1]['error']
     assert error.splitlines()[-1].endswith(ending), error
@@ -156,11 +156,7 @@ def test_exceptions_and_user_errors_fail_the_attempt_not_the_worker(tmp_path, fa
                 attempt(tmp_path, fake_tool, 'user', 'user-error'),
                 attempt(tmp_path, fake_tool, 'nometric', 'no-metric'),
                 attempt(tmp_path, fake_tool, 'ok', 'ok')]
-    backend = LocalBackend(jobs=1)
-    try:
-        raised, user, no_metric, ok = run_all(backend, attempts)
-    finally:
-        backend.close()
+    raised, user, no_metric, ok = run_on_one_worker(attempts)
     assert not raised['ok'] and raised['returncode'] == 1
     assert raised['error'].splitlines()[-1] == 'RuntimeError: the model blew up'
     assert 'Traceback (most recent call last)' in raised['error']
