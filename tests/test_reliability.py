@@ -192,7 +192,12 @@ def det_runner(tmp_path_factory, backbone_file):
     configure_training(cfg, DET_CONFIG, work_dir=str(tmp_path_factory.mktemp('runner')))
     runner = build_runner(cfg)
     assert isinstance(runner, RegNetRunner)
-    return runner
+    yield runner
+    # The Runner's logger stays mmengine's current one after this module: detach its log file,
+    # or a later init_weights writes to the closed file.
+    for handler in [h for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]:
+        runner.logger.removeHandler(handler)
+        handler.close()
 
 
 def test_unreadable_checkpoints_are_one_line_errors(tmp_path, backbone_file, det_runner):

@@ -251,11 +251,21 @@ def bootstrap_mean_diff(errors_a: Sequence[float], errors_b: Sequence[float], *,
         raise ValueError(f'level must be in (0, 1), got {level}.')
     if rounds < 1:
         raise ValueError(f'rounds must be >= 1, got {rounds}.')
-    result = stats.bootstrap((a, b), lambda x, y, axis: np.mean(y, axis) - np.mean(x, axis),
-                             vectorized=True, n_resamples=rounds, confidence_level=level,
-                             method='percentile', random_state=np.random.default_rng(seed))
+    diff = float(b.mean() - a.mean())
+    # a single value resamples to itself: only the other side varies (scipy wants 2 a side)
+    if min(a.size, b.size) >= 2:
+        data, function = (a, b), lambda x, y, axis: np.mean(y, axis) - np.mean(x, axis)
+    elif b.size >= 2:
+        data, function = (b, ), lambda y, axis: np.mean(y, axis) - a[0]
+    elif a.size >= 2:
+        data, function = (a, ), lambda x, axis: b[0] - np.mean(x, axis)
+    else:
+        return diff, diff, diff
+    result = stats.bootstrap(data, function, vectorized=True, n_resamples=rounds,
+                             confidence_level=level, method='percentile',
+                             random_state=np.random.default_rng(seed))
     lo, hi = result.confidence_interval
-    return float(b.mean() - a.mean()), float(lo), float(hi)
+    return diff, float(lo), float(hi)
 
 
 def dkw_epsilon(n: int, alpha: float = 0.05) -> float:
