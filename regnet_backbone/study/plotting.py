@@ -180,3 +180,37 @@ def plot_block_widths(study: Study, path: str) -> str:
     fig.suptitle(f'{study.name}: the best models\' per-block widths')
     return _save(fig, path)
 
+
+def plot_refinement(studies: Dict[str, Study], names: Dict[str, str], steps: Sequence[dict],
+                    path: str) -> str:
+    """The refinement at a glance: one panel per consecutive step (the two spaces' EDFs with
+    their DKW bands, in the paper's order) and the verdict table of every step beside them."""
+    fig, axes = _figure((15, 8.5), 2, 3)
+    panels = [s for s in steps if (s['a'], s['b']) != ('anynetx_a', 'regnet')]
+    for ax, step in zip(axes.flat, panels):
+        for space, color in ((step['a'], 'tab:gray'), (step['b'], 'tab:blue')):
+            if studies[space].trials:
+                _edf_with_band(ax, studies[space], color)
+        ax.set_title(f"{names[step['a']]} \u2192 {names[step['b']]}: {step['verdict']} "
+                     f"(paper: {step['claim']})", fontsize=10)
+        ax.set_xlabel('error (%)')
+        ax.set_ylabel('cumulative prob.')
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc='lower right', fontsize=7)
+    table = axes.flat[len(panels)]
+    table.axis('off')
+    rows = [[f"{names[s['a']]}\u2192{names[s['b']]}", s['claim'],
+             f"{s['mean_diff']:+.2f} [{s['ci'][0]:+.2f}, {s['ci'][1]:+.2f}]",
+             f"{s['p_holm']:.2g}", f"{s['p_equivalence_holm']:.2g}", s['verdict']]
+            for s in steps]
+    cells = table.table(cellText=rows, colLabels=['step', 'paper', '\u0394 mean [95% CI]',
+                                                  'p (Holm)', 'TOST p (Holm)', 'verdict'],
+                        loc='center', cellLoc='center')
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(8)
+    cells.scale(1.0, 1.6)
+    margin = steps[0]['margin'] if steps else 0
+    table.set_title(f'\u0394 = later \u2212 earlier, error points; equivalence margin '
+                    f'\u00b1{margin:g}', fontsize=9)
+    return _save(fig, path)
