@@ -4,7 +4,7 @@ SETUP := bash tools/setup_env.sh
 # Extra tools/demo.py flags, e.g. `make demo DEMO_ARGS=--seg` (also trains the UperNet demo).
 DEMO_ARGS ?=
 
-.PHONY: demo test test-slow test-oldest setup study gpu-check-prepare
+.PHONY: study-refinement demo test test-slow test-oldest setup study gpu-check-prepare
 
 demo:
 	@py=$$($(SETUP)) && "$$py" tools/demo.py $(DEMO_ARGS)
@@ -15,6 +15,11 @@ demo:
 STUDY_ARGS ?=
 study:
 	@py=$$($(SETUP)) && "$$py" tools/study.py demo $(STUDY_ARGS)
+
+# The paper's refinement AnyNetX_A -> B -> C -> D -> E -> RegNet on the same recipe, window and
+# schedule: 6 spaces x (24 + 2 reruns), one verdict per step (regnet_backbone/study/refinement.py).
+study-refinement:
+	@py=$$($(SETUP)) && "$$py" tools/study.py refinement $(STUDY_ARGS)
 
 # The unit suite; the whole benchmark runs (marked slow, a few minutes) are `make test-slow`.
 test:

@@ -174,6 +174,30 @@ def parse_args(argv=None):
     p.add_argument('--flops', nargs=2, type=float, default=DEMO_FLOPS, metavar=('LO', 'HI'))
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override the trial recipe, e.g. train_cfg.max_iters=100')
+
+    from regnet_backbone.study import refinement
+    p = command('refinement', help='`make study-refinement`: the paper\'s refinement '
+                'AnyNetX_A -> B -> C -> D -> E -> RegNet on the real Fashion-MNIST, one verdict '
+                'per step (the protocol is fixed in regnet_backbone/study/refinement.py)')
+    p.add_argument('--out', '--work-dir', dest='out', default='work_dirs/refinement',
+                   help='one study per space (OUT/anynetx_a, ...) and the report files in OUT')
+    p.add_argument('--seed', type=int, default=0, help='the sampling seed (default 0)')
+    p.add_argument('--data-root', help='the data (default: data/fashion_mnist)')
+    p.add_argument('--download', action='store_true',
+                   help='let mmpretrain download Fashion-MNIST (needs the internet)')
+    p.add_argument('--n', type=int, default=refinement.TRIALS_PER_SPACE,
+                   help=f'trials per space (the protocol: {refinement.TRIALS_PER_SPACE}; fewer '
+                   'only to try the command)')
+    p.add_argument('--repeats', type=int, default=refinement.RERUNS_PER_SPACE,
+                   help=f'samples of each space trained again with another seed (the protocol: '
+                   f'{refinement.RERUNS_PER_SPACE})')
+    p.add_argument('--jobs', type=int, default=2, help='trials at once (default 2)')
+    p.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                   help='local (default) or slurm (a SLURM job array through submitit)')
+    p.add_argument('--threads', type=int, default=1, help='threads per local trial (default 1)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override the trial recipe, e.g. model.backbone.norm_cfg.type=SyncBN '
+                   'or a device; not for a run whose verdicts you report')
     return parser.parse_args(argv)
 
 
@@ -279,7 +303,7 @@ def cmd_analyze(args):
 def _demo_data(args, task) -> str:
     """Make the demo's data ready; returns its folder."""
     root = args.data_root or task['data_root']
-    if args.task == 'synthetic-upernet':
+    if task is DEMO_TASKS['synthetic-upernet']:
         from regnet_backbone.demo.synthetic import make_synthetic_coco
         print(f'[study] data: {root} (the synthetic shapes of `make demo`; generated when '
               'missing)', flush=True)
@@ -349,8 +373,45 @@ def cmd_demo(args):
     print(f'[study] EDFs: {osp.join(report_dir, "edf.png")}')
 
 
+def cmd_refinement(args):
+    from regnet_backbone import study
+    from regnet_backbone.study import refinement
+    start = time.time()
+    task = DEMO_TASKS['fashion-mnist']
+    data_root = _demo_data(args, task)
+    dirs = refinement.space_dirs(args.out)
+    for space, work_dir in dirs.items():
+        study.setup(task['config'], work_dir, space=space, n=args.n, seed=args.seed,
+                    flops=DEMO_FLOPS, cfg_options=args.cfg_options, data_root=data_root,
+                    repeats=args.repeats)
+    print(f'[study] {len(dirs)} spaces x ({args.n} samples + {args.repeats} reruns) in '
+          f'{args.out} (sampling seed {args.seed}, flops {DEMO_FLOPS[0] / 1e6:.0f}-'
+          f'{DEMO_FLOPS[1] / 1e6:.0f} MF at 224x224)', flush=True)
+    trained, took = 0, time.time()
+    for event in study.run(list(dirs.values()), jobs=args.jobs, retries=1,
+                           executor=args.executor, threads=args.threads):
+        print_progress(event)
+        trained += event.kind == 'done'
+    took = time.time() - took
+    rate = 3600 * trained / took if trained else None
+    for work_dir in dirs.values():
+        study.collect(work_dir)
+    summary = refinement.summarize(args.out, trials_per_hour=rate)
+    print(f'[study] trained {trained} trials in {_minutes(took)}' +
+          (f' ({rate:.0f} trials/hour)' if rate else '') +
+          f', {_minutes(time.time() - start)} in all')
+    names = refinement.NAMES
+    for s in summary['steps']:
+        print(f"[study] {names[s['a']]} -> {names[s['b']]}: {s['verdict']} (paper: "
+              f"{s['claim']}; mean {s['mean_diff']:+.2f} points, 95% CI {s['ci'][0]:+.2f} to "
+              f"{s['ci'][1]:+.2f}, p Holm {s['p_holm']:.2g}, TOST p Holm "
+              f"{s['p_equivalence_holm']:.2g})")
+    for name in (refinement.REPORT_FILE, refinement.SUMMARY_FILE, refinement.PICTURE_FILE):
+        print(f'[study] {name}: {osp.join(args.out, name)}')
+
+
 COMMANDS = {'setup': cmd_setup, 'run': cmd_run, 'collect': cmd_collect, 'analyze': cmd_analyze,
-            'demo': cmd_demo}
+            'demo': cmd_demo, 'refinement': cmd_refinement}
 
 
 def main(argv=None) -> int:
