@@ -200,7 +200,8 @@ def plot_refinement(studies: Dict[str, Study], names: Dict[str, str], steps: Seq
         ax.legend(loc='lower right', fontsize=7)
     table = axes.flat[len(panels)]
     table.axis('off')
-    rows = [[f"{names[s['a']]}\u2192{names[s['b']]}", s['claim'],
+    short = {space: name.replace('AnyNetX_', '') for space, name in names.items()}
+    rows = [[f"{short[s['a']]}\u2192{short[s['b']]}", s['claim'],
              f"{s['mean_diff']:+.2f} [{s['ci'][0]:+.2f}, {s['ci'][1]:+.2f}]",
              f"{s['p_holm']:.2g}", f"{s['p_equivalence_holm']:.2g}", s['verdict']]
             for s in steps]
@@ -209,6 +210,7 @@ def plot_refinement(studies: Dict[str, Study], names: Dict[str, str], steps: Seq
                         loc='center', cellLoc='center')
     cells.auto_set_font_size(False)
     cells.set_fontsize(8)
+    cells.auto_set_column_width(range(6))
     cells.scale(1.0, 1.6)
     margin = steps[0]['margin'] if steps else 0
     table.set_title(f'\u0394 = later \u2212 earlier, error points; equivalence margin '
