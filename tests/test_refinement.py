@@ -46,5 +46,25 @@ def test_refinement_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
     assert picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     report = (out / refinement.REPORT_FILE).read_text()
     assert report.count(' | no loss | ') == 2 and report.count(' | better | ') == 4
-    printed = [line for line in proc.stdout.splitlines() if '(paper: ' in line]
+    printed = [line for line in proc.stdout.splitlines() if '(the paper: ' in line]
     assert len(printed) == len(refinement.STEPS)
+
+
+def test_the_refinement_recipe_is_make_studys_with_a_shorter_schedule():
+    from mmengine.config import Config
+    study_dir = osp.join(ROOT, 'configs', 'demo', 'study')
+    ours = Config.fromfile(osp.join(study_dir, 'regnet_refinement_fashion_mnist.py')).to_dict()
+    base = Config.fromfile(osp.join(study_dir, 'regnet_study_fashion_mnist.py')).to_dict()
+    schedule = {'max_iters', 'warmup_iters', 'param_scheduler', 'train_cfg', 'default_hooks',
+                'log_processor'}
+    assert {k: v for k, v in ours.items() if k not in schedule} == \
+        {k: v for k, v in base.items() if k not in schedule}
+    assert ours['train_cfg']['max_iters'] == ours['train_cfg']['val_interval'] == 60
+    warmup, cosine = ours['param_scheduler']
+    assert (warmup['end'], cosine['begin'], cosine['end']) == (3, 3, 60)  # 5%, then to the end
+    assert cosine['T_max'] == 57 and cosine['eta_min'] == 0
+    assert ours['default_hooks']['checkpoint']['interval'] == 60
+    # the rest of the hooks as make study's
+    for name, hook in base['default_hooks'].items():
+        if name not in ('checkpoint', 'logger'):
+            assert ours['default_hooks'][name] == hook

@@ -11,11 +11,14 @@
     python tools/study.py analyze WORK_DIR [WORK_DIR ...] --out REPORT_DIR [--metric KEY]
     python tools/study.py demo [--task fashion-mnist|synthetic-upernet] [--seed S]
         [--out work_dirs/study] [--n 24] [--repeats 4] [--jobs 2]
+    python tools/study.py refinement [--seed S] [--out work_dirs/refinement] [--executor slurm]
 
 ``demo`` (``make study``) compares RegNetX with AnyNetX_A (100-200 MF at 224x224) on the real
 Fashion-MNIST (Debian's dataset-fashion-mnist) with a 400-step classification recipe on a CPU
 (configs/demo/study/), then prints the verdict and where the report and summary.json are;
 ``--task synthetic-upernet`` runs the UperNet study on the synthetic shapes of ``make demo``.
+``refinement`` (``make study-refinement``) runs the paper's refinement AnyNetX_A -> ... -> RegNet
+on the same recipe and judges each step (regnet_backbone/study/refinement.py).
 The library behind it is the package regnet_backbone.study, one module per stage:
 prepare.py (setup), launch.py (run), results.py (collect), report.py (analyze). A mistake the
 user can fix ends with one ``error:`` line (``--debug``: the traceback); Ctrl-C stops a run,
@@ -44,6 +47,8 @@ DEMO_TASKS = {
         config=osp.join(ROOT, 'configs', 'demo', 'study', 'upernet_regnet_study_synthetic.py'),
         data_root='data/synthetic', n=8, repeats=0),
 }
+# `tools/study.py refinement`: the `make study` recipe with the refinement's schedule.
+REFINEMENT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'study', 'regnet_refinement_fashion_mnist.py')
 # The data of `make demo` (tools/demo.py FULL): shared, generated once.
 DEMO_DATA = dict(num_train=2000, num_val=200, size=256, seed=0)
 
@@ -59,6 +64,32 @@ def _window(parser, name, unit):
                         '1000-class head: pycls\'s convention); e.g. 360e6 400e6')
 
 
+def _execution(parser, jobs: int = 1, threads=None):
+    """How trials run: the options of `run` and `refinement`."""
+    parser.add_argument('--jobs', type=int, default=jobs,
+                        help=f'trials trained at once (default {jobs})')
+    parser.add_argument('--retries', type=int, default=1,
+                        help='extra attempts for a failed trial, each resuming from its last '
+                        'checkpoint (default 1)')
+    parser.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                        help='local (default): --jobs long-lived worker processes on this '
+                        'machine that train trial after trial (on CUDA when the machine has '
+                        'it); slurm: a SLURM job array through submitit, one job per attempt')
+    parser.add_argument('--threads', type=int, default=threads,
+                        help='OMP_NUM_THREADS per trial (local default: ' +
+                        (f'{threads})' if threads else 'CPU count / --jobs)'))
+    s = parser.add_argument_group('slurm (with --executor slurm)')
+    s.add_argument('--partition', help='SLURM partition')
+    s.add_argument('--gpus-per-trial', type=int, default=1,
+                   help='GPUs (one task each) per trial; > 1 trains with --launcher slurm')
+    s.add_argument('--cpus-per-task', type=int, default=8)
+    s.add_argument('--time', type=int, default=240, help='time limit per trial in minutes')
+    s.add_argument('--mem-gb', type=int)
+    s.add_argument('--account')
+    s.add_argument('--qos')
+    s.add_argument('--constraint')
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
@@ -70,8 +101,8 @@ def parse_args(argv=None):
     cli.add_debug_flag(common)
     sub = parser.add_subparsers(dest='command', required=True)
 
-    def command(name, **kwargs):
-        return sub.add_parser(name, parents=[common], **kwargs)
+    def command(name, *parents, **kwargs):
+        return sub.add_parser(name, parents=[common, *parents], **kwargs)
 
     p = command('setup', help='sample archs and write one trial config per sample')
     p.add_argument('base_config', help='mmdet/mmseg config with a RegNetBackbone')
@@ -110,29 +141,10 @@ def parse_args(argv=None):
                    '(trials trial_<i>_r1): the seed-noise floor of the report (default 0)')
 
     p = command('run', help='train every unfinished trial (resumable)')
+    _execution(p)
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
-    p.add_argument('--jobs', type=int, default=1, help='trials trained at once (default 1)')
-    p.add_argument('--retries', type=int, default=1,
-                   help='extra attempts for a failed trial, each resuming from its last '
-                   'checkpoint (default 1)')
-    p.add_argument('--executor', choices=('local', 'slurm'), default='local',
-                   help='local (default): --jobs long-lived worker processes on this machine '
-                   'that train trial after trial (the start-up is paid once per worker); slurm: '
-                   'a SLURM job array through submitit, one job per trial attempt')
-    p.add_argument('--threads', type=int,
-                   help='OMP_NUM_THREADS per trial (local default: CPU count / --jobs)')
     p.add_argument('--retry-failed', action='store_true',
                    help='also train the trials that failed in an earlier run')
-    s = p.add_argument_group('slurm (with --executor slurm)')
-    s.add_argument('--partition', help='SLURM partition')
-    s.add_argument('--gpus-per-trial', type=int, default=1,
-                   help='GPUs (one task each) per trial; > 1 trains with --launcher slurm')
-    s.add_argument('--cpus-per-task', type=int, default=8)
-    s.add_argument('--time', type=int, default=240, help='time limit per trial in minutes')
-    s.add_argument('--mem-gb', type=int)
-    s.add_argument('--account')
-    s.add_argument('--qos')
-    s.add_argument('--constraint')
 
     p = command('collect', help='write WORK_DIR/results.json from the trials\' logs')
     p.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
@@ -145,7 +157,17 @@ def parse_args(argv=None):
     p.add_argument('--scale', choices=('fraction', 'percent'),
                    help='how the metric is reported, for keys not listed under --metric')
 
-    p = command('demo', help='`make study`: RegNetX vs AnyNetX_A on the real Fashion-MNIST '
+    # The seed and data of `demo` and `refinement`.
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument('--seed', type=int, default=0,
+                      help='the sampling seed: the same protocol with other networks (default 0)')
+    demo.add_argument('--data-root', help='the data (default: data/fashion_mnist, unpacked from '
+                      '/usr/share/datasets/fashion-mnist; data/synthetic for synthetic-upernet, '
+                      'generated when missing)')
+    demo.add_argument('--download', action='store_true',
+                      help='fashion-mnist without Debian\'s dataset-fashion-mnist: let '
+                      'mmpretrain download the files (needs the internet)')
+    p = command('demo', demo, help='`make study`: RegNetX vs AnyNetX_A on the real Fashion-MNIST '
                 '(CPU, 1 thread per trial, 2 trials at a time), then the report')
     p.add_argument('--task', choices=tuple(DEMO_TASKS), default='fashion-mnist',
                    help='fashion-mnist (default): a classifier on Debian\'s Fashion-MNIST, '
@@ -155,74 +177,39 @@ def parse_args(argv=None):
                    'synthetic shapes of `make demo`')
     p.add_argument('--out', '--work-dir', dest='out', default='work_dirs/study',
                    help='the studies (OUT/regnetx, OUT/anynetx_a) and the report (OUT/report)')
-    p.add_argument('--seed', type=int, default=0,
-                   help='the sampling seed: the same protocol with other networks (default 0)')
-    p.add_argument('--data-root', help='the data (default: data/fashion_mnist, unpacked from '
-                   '/usr/share/datasets/fashion-mnist; data/synthetic for synthetic-upernet, '
-                   'generated when missing)')
-    p.add_argument('--download', action='store_true',
-                   help='fashion-mnist without Debian\'s dataset-fashion-mnist: let mmpretrain '
-                   'download the files (needs the internet)')
     p.add_argument('--config', help='the trial recipe (default: the task\'s, in '
                    'configs/demo/study/)')
     p.add_argument('--n', type=int, help='trials per design space (default: 24 for '
                    'fashion-mnist, 8 for synthetic-upernet)')
     p.add_argument('--repeats', type=int, help='RegNetX samples trained once more with another '
                    'seed (default: 4 for fashion-mnist, 0 for synthetic-upernet)')
-    p.add_argument('--jobs', type=int, default=2, help='trials at once (default 2, 1 thread '
-                   'each)')
+    _execution(p, jobs=2, threads=1)
     p.add_argument('--flops', nargs=2, type=float, default=DEMO_FLOPS, metavar=('LO', 'HI'))
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override the trial recipe, e.g. train_cfg.max_iters=100')
 
     from regnet_backbone.study import refinement
-    p = command('refinement', help='`make study-refinement`: the paper\'s refinement '
+    p = command('refinement', demo, help='`make study-refinement`: the paper\'s refinement '
                 'AnyNetX_A -> B -> C -> D -> E -> RegNet on the real Fashion-MNIST, one verdict '
                 'per step (the protocol is fixed in regnet_backbone/study/refinement.py)')
+    _execution(p, jobs=2, threads=1)
     p.add_argument('--out', '--work-dir', dest='out', default='work_dirs/refinement',
                    help='one study per space (OUT/anynetx_a, ...) and the report files in OUT')
-    p.add_argument('--seed', type=int, default=0, help='the sampling seed (default 0)')
-    p.add_argument('--data-root', help='the data (default: data/fashion_mnist)')
-    p.add_argument('--download', action='store_true',
-                   help='let mmpretrain download Fashion-MNIST (needs the internet)')
     p.add_argument('--n', type=int, default=refinement.TRIALS_PER_SPACE,
                    help=f'trials per space (the protocol: {refinement.TRIALS_PER_SPACE}; fewer '
                    'only to try the command)')
     p.add_argument('--repeats', type=int, default=refinement.RERUNS_PER_SPACE,
                    help=f'samples of each space trained again with another seed (the protocol: '
                    f'{refinement.RERUNS_PER_SPACE})')
-    p.add_argument('--jobs', type=int, default=2, help='trials at once (default 2)')
-    p.add_argument('--executor', choices=('local', 'slurm'), default='local',
-                   help='local (default) or slurm (a SLURM job array through submitit)')
-    p.add_argument('--threads', type=int, default=1, help='threads per local trial (default 1)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override the trial recipe, e.g. model.backbone.norm_cfg.type=SyncBN '
-                   'or a device; not for a run whose verdicts you report')
+                   help='override the trial recipe, e.g. model.backbone.norm_cfg.type=SyncBN; '
+                   'not for a run whose verdicts you report')
     return parser.parse_args(argv)
 
 
 def _minutes(seconds):
-    return f'{seconds / 60:.1f} min' if seconds is not None else '?'
-
-
-def print_progress(event) -> None:
-    where = f'{event.study}/{event.trial}'
-    if event.kind == 'skip':
-        what = f'{where} {"finished" if event.error is None else "failed"} earlier: skipped'
-    elif event.kind == 'start':
-        what = f'{where} started' + (f' (attempt {event.attempt})' if event.attempt > 1 else '')
-    elif event.kind == 'done':
-        metric = f' ({event.metric[0]} {event.metric[1]:.4g})' if event.metric else ''
-        what = f'{where} done in {_minutes(event.wall_time)}{metric}'
-    else:
-        last = (event.error or '').strip().splitlines()
-        last = last[-1] if last else 'unknown error'
-        stage = f' in stage {event.stage}' if getattr(event, 'stage', None) else ''
-        what = (f'{where} attempt {event.attempt} failed{stage}, retrying: {last}'
-                if event.kind == 'retry' else f'{where} FAILED{stage}: {last}')
-    eta = f' | ETA {_minutes(event.eta_s)}' if event.eta_s is not None else ''
-    print(f'[study] {what} | {event.done} done, {event.failed} failed, {event.running} running, '
-          f'{event.pending} queued{eta}', flush=True)
+    from regnet_backbone.study.launch import minutes
+    return minutes(seconds)
 
 
 def cmd_setup(args):
@@ -263,21 +250,28 @@ def describe_init(s) -> str:
 
 
 def _run(work_dirs, **kwargs):
+    """Train the studies' trials, printing progress; returns (seconds, trials trained)."""
     from regnet_backbone import study
-    start = time.time()
+    start, trained = time.time(), 0
     for event in study.run(work_dirs, **kwargs):
-        print_progress(event)
-    return time.time() - start
+        print(f'[study] {event}', flush=True)
+        trained += event.kind == 'done'
+    return time.time() - start, trained
 
 
-def cmd_run(args):
+def _run_options(args) -> dict:
+    """study.run's keyword arguments from the options of :func:`_execution`."""
     from regnet_backbone import study
     slurm = study.SlurmOptions(partition=args.partition, gpus_per_trial=args.gpus_per_trial,
                                cpus_per_task=args.cpus_per_task, time_min=args.time,
                                mem_gb=args.mem_gb, account=args.account, qos=args.qos,
                                constraint=args.constraint)
-    took = _run(args.work_dirs, jobs=args.jobs, retries=args.retries, executor=args.executor,
-                retry_failed=args.retry_failed, threads=args.threads, slurm=slurm)
+    return dict(jobs=args.jobs, retries=args.retries, executor=args.executor,
+                threads=args.threads, slurm=slurm)
+
+
+def cmd_run(args):
+    took, _ = _run(args.work_dirs, retry_failed=args.retry_failed, **_run_options(args))
     print(f'[study] run finished in {_minutes(took)}; next: tools/study.py collect '
           f'{" ".join(args.work_dirs)}')
 
@@ -323,23 +317,6 @@ def _demo_data(args, task) -> str:
     return root
 
 
-def _verdicts(report: str):
-    """The report's verdict lines (its "Is the gap evidence?" list)."""
-    with open(report) as f:
-        lines = f.read().splitlines()
-    try:
-        first = lines.index('## Is the gap evidence?') + 1
-    except ValueError:
-        return []
-    out = []
-    for line in lines[first:]:
-        if line.startswith('- '):
-            out.append(line[2:])
-        elif out or line.startswith('#'):
-            break
-    return out
-
-
 def cmd_demo(args):
     from regnet_backbone import study
     start = time.time()
@@ -360,16 +337,18 @@ def cmd_demo(args):
               f'flops {args.flops[0] / 1e6:.0f}-{args.flops[1] / 1e6:.0f} MF at 224x224)',
               flush=True)
         work_dirs.append(work_dir)
-    took = _run(work_dirs, jobs=args.jobs, retries=1, threads=1)
+    took, _ = _run(work_dirs, **_run_options(args))
     for work_dir in work_dirs:
         study.collect(work_dir)
     report_dir = osp.join(args.out, 'report')
     path = study.analyze(work_dirs, report_dir)
     print(f'[study] trained in {_minutes(took)}, {_minutes(time.time() - start)} in all')
-    for line in _verdicts(path):
-        print(f'[study] {line}')
+    from regnet_backbone.study.layout import read_json
+    summary = osp.join(report_dir, study.SUMMARY_FILE)
+    for pair in read_json(summary)['pairs']:
+        print(f"[study] {pair['verdict']}")
     print(f'[study] report: {path}')
-    print(f'[study] summary: {osp.join(report_dir, study.SUMMARY_FILE)}')
+    print(f'[study] summary: {summary}')
     print(f'[study] EDFs: {osp.join(report_dir, "edf.png")}')
 
 
@@ -381,18 +360,13 @@ def cmd_refinement(args):
     data_root = _demo_data(args, task)
     dirs = refinement.space_dirs(args.out)
     for space, work_dir in dirs.items():
-        study.setup(task['config'], work_dir, space=space, n=args.n, seed=args.seed,
+        study.setup(REFINEMENT_CONFIG, work_dir, space=space, n=args.n, seed=args.seed,
                     flops=DEMO_FLOPS, cfg_options=args.cfg_options, data_root=data_root,
                     repeats=args.repeats)
     print(f'[study] {len(dirs)} spaces x ({args.n} samples + {args.repeats} reruns) in '
           f'{args.out} (sampling seed {args.seed}, flops {DEMO_FLOPS[0] / 1e6:.0f}-'
           f'{DEMO_FLOPS[1] / 1e6:.0f} MF at 224x224)', flush=True)
-    trained, took = 0, time.time()
-    for event in study.run(list(dirs.values()), jobs=args.jobs, retries=1,
-                           executor=args.executor, threads=args.threads):
-        print_progress(event)
-        trained += event.kind == 'done'
-    took = time.time() - took
+    took, trained = _run(list(dirs.values()), **_run_options(args))
     rate = 3600 * trained / took if trained else None
     for work_dir in dirs.values():
         study.collect(work_dir)
@@ -400,12 +374,8 @@ def cmd_refinement(args):
     print(f'[study] trained {trained} trials in {_minutes(took)}' +
           (f' ({rate:.0f} trials/hour)' if rate else '') +
           f', {_minutes(time.time() - start)} in all')
-    names = refinement.NAMES
-    for s in summary['steps']:
-        print(f"[study] {names[s['a']]} -> {names[s['b']]}: {s['verdict']} (paper: "
-              f"{s['claim']}; mean {s['mean_diff']:+.2f} points, 95% CI {s['ci'][0]:+.2f} to "
-              f"{s['ci'][1]:+.2f}, p Holm {s['p_holm']:.2g}, TOST p Holm "
-              f"{s['p_equivalence_holm']:.2g})")
+    for step in summary['steps']:
+        print(f'[study] {refinement.step_sentence(step)}')
     for name in (refinement.REPORT_FILE, refinement.SUMMARY_FILE, refinement.PICTURE_FILE):
         print(f'[study] {name}: {osp.join(args.out, name)}')
 

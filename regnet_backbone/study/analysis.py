@@ -290,7 +290,7 @@ def verdict(c: Comparison) -> str:
 def summary(metric: str, studies: Sequence[Study], comparisons: Sequence[Comparison]) -> dict:
     """The numbers of the report as JSON: per study ``name, n, mean, sd, noise_sd`` (null
     without repeats), per pair ``a, b, n_a, n_b, mean_diff`` (b - a, points),
-    ``mean_diff_ci`` ([lo, hi]), ``ks, p_ks, p_mean, permutations``."""
+    ``mean_diff_ci`` ([lo, hi]), ``ks, p_ks, p_mean, permutations`` and the ``verdict`` line."""
     rows = []
     for s in studies:
         e = s.errors
@@ -298,6 +298,7 @@ def summary(metric: str, studies: Sequence[Study], comparisons: Sequence[Compari
                          sd=sample_sd(e), noise_sd=s.noise.sd if s.noise is not None else None))
     pairs = [dict(a=c.a.name, b=c.b.name, n_a=len(c.a.trials), n_b=len(c.b.trials),
                   mean_diff=c.mean_diff, mean_diff_ci=list(c.mean_diff_ci), ks=c.ks,
-                  p_ks=c.p_ks, p_mean=c.p_mean, permutations=c.permutations)
+                  p_ks=c.p_ks, p_mean=c.p_mean, permutations=c.permutations,
+                  verdict=verdict(c))
              for c in comparisons]
     return dict(metric=metric, studies=rows, pairs=pairs)

@@ -49,6 +49,31 @@ class Progress:
     metric: Optional[Tuple[str, float]] = None
     stage: Optional[str] = None
 
+    def __str__(self) -> str:
+        """One progress line: what changed, then the counts and the ETA."""
+        where = f'{self.study}/{self.trial}'
+        if self.kind == 'skip':
+            what = f'{where} {"finished" if self.error is None else "failed"} earlier: skipped'
+        elif self.kind == 'start':
+            what = f'{where} started' + (f' (attempt {self.attempt})' if self.attempt > 1 else '')
+        elif self.kind == 'done':
+            metric = f' ({self.metric[0]} {self.metric[1]:.4g})' if self.metric else ''
+            what = f'{where} done in {minutes(self.wall_time)}{metric}'
+        else:
+            last = (self.error or '').strip().splitlines()
+            last = last[-1] if last else 'unknown error'
+            stage = f' in stage {self.stage}' if self.stage else ''
+            what = (f'{where} attempt {self.attempt} failed{stage}, retrying: {last}'
+                    if self.kind == 'retry' else f'{where} FAILED{stage}: {last}')
+        eta = f' | ETA {minutes(self.eta_s)}' if self.eta_s is not None else ''
+        return (f'{what} | {self.done} done, {self.failed} failed, {self.running} running, '
+                f'{self.pending} queued{eta}')
+
+
+def minutes(seconds: Optional[float]) -> str:
+    """``12.3 min`` (``?`` for None)."""
+    return f'{seconds / 60:.1f} min' if seconds is not None else '?'
+
 
 class StudyLock(WorkDirLock):
     """``WORK_DIR/.run.lock``, held for a whole :func:`run`: two runs of one study would train
