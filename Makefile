@@ -17,7 +17,7 @@ study:
 	@py=$$($(SETUP)) && "$$py" tools/study.py demo $(STUDY_ARGS)
 
 # The paper's refinement AnyNetX_A -> B -> C -> D -> E -> RegNet on the same recipe and window
-# (a 60-step schedule): 6 spaces x (24 + 2 reruns), one verdict per step (about 52 min on 2 cores).
+# (a 60-step schedule): 6 spaces x (24 + 2 reruns), one verdict per step (43 min on 2 cores).
 study-refinement:
 	@py=$$($(SETUP)) && "$$py" tools/study.py refinement $(STUDY_ARGS)
 

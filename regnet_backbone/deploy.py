@@ -102,9 +102,9 @@ def load_for_export(arch: Optional[str] = None, config: Optional[str] = None,
     ``deploy`` folds every BatchNorm into its conv first.
 
     Raises:
-        DeployError: neither or both of arch/config, an unbuildable backbone, or a norm that
-            cannot be folded; checkpoint errors come as ``regnet_backbone.checkpoints``' own
-            ``CheckpointError`` subclasses.
+        DeployError: neither or both of arch/config, backbone arguments RegNetBackbone does not
+            take, or a norm that cannot be folded. A bad arch raises ``ArchitectureError`` and
+            checkpoint errors ``regnet_backbone.checkpoints``' ``CheckpointError`` subclasses.
     """
     if (arch is None) == (config is None):
         raise DeployError('give exactly one of an arch name or a config file.')
@@ -120,11 +120,12 @@ def load_for_export(arch: Optional[str] = None, config: Optional[str] = None,
     kwargs['channels_last'] = False  # ONNX has no memory format; NCHW is the contract
     if config is None and kwargs.get('in_channels', 3) == 3:
         kwargs['in_channel_order'] = 'RGB'  # an arch alone: the exported model takes RGB
-    try:
-        with DefaultScope.overwrite_default_scope(scope):  # the outputs its codebase builds
-            model = RegNetBackbone(**kwargs)
-    except (ValueError, KeyError, TypeError) as error:
-        raise DeployError(f'cannot build the backbone: {error}') from None
+    unknown = sorted(set(kwargs) - set(inspect.signature(RegNetBackbone).parameters))
+    if unknown:
+        raise DeployError(f"config {config}: model.backbone has arguments RegNetBackbone does not "
+                          f"take: {', '.join(unknown)}; remove them.")
+    with DefaultScope.overwrite_default_scope(scope):  # the outputs its codebase builds
+        model = RegNetBackbone(**kwargs)  # a bad arch raises ArchitectureError (a RegNetError)
     model.init_weights()
     if checkpoint is not None:
         load_pretrained(model, checkpoint)

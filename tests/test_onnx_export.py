@@ -173,3 +173,15 @@ def test_build_needs_exactly_one_source():
         load_for_export()
     with pytest.raises(DeployError):
         load_for_export(arch=ARCH, config='x.py')
+
+
+def test_a_backbone_argument_regnet_does_not_take_is_named(tmp_path):
+    config = tmp_path / 'bad.py'
+    config.write_text("model = dict(backbone=dict(type='RegNetBackbone', arch='regnetx_400mf', "
+                      "depth=50))\n")
+    with pytest.raises(DeployError, match=r'does not take: depth; remove them'):
+        load_for_export(config=str(config))
+    from regnet_backbone.errors import ArchitectureError
+    config.write_text("model = dict(backbone=dict(type='RegNetBackbone', arch='regnetx_400m'))\n")
+    with pytest.raises(ArchitectureError, match='regnetx_400mf'):  # the closest name, as it is
+        load_for_export(config=str(config))

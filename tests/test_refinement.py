@@ -1,6 +1,7 @@
 """`make study-refinement` (tools/study.py refinement), CI-sized: 2 samples a space plus 1 rerun,
 4 steps of 8 real Fashion-MNIST images each, through the local executor; it writes every file the
-report needs and one verdict per step, with the numbers summary.json promises."""
+report needs and one verdict per step, with the numbers summary.json promises; run again, it
+resumes."""
 import json
 import os.path as osp
 
@@ -48,6 +49,12 @@ def test_refinement_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
     assert report.count(' | no loss | ') == 2 and report.count(' | better | ') == 4
     printed = [line for line in proc.stdout.splitlines() if '(the paper: ' in line]
     assert len(printed) == len(refinement.STEPS)
+
+    # the same command again resumes: every trial is skipped, and the verdicts are the same
+    again = run_tool(*proc.args[1:], env=dict(OMP_NUM_THREADS=1), timeout=600, check=True)
+    skipped = [line for line in again.stdout.splitlines() if 'earlier: skipped' in line]
+    assert len(skipped) == 3 * len(refinement.SPACES) and ' started ' not in again.stdout
+    assert json.loads((out / refinement.SUMMARY_FILE).read_text())['steps'] == steps
 
 
 def test_the_refinement_recipe_is_make_studys_with_a_shorter_schedule():

@@ -13,7 +13,7 @@ from ..design.presets import resolve_arch
 from ..design.space import AnyNetSpec
 from ..errors import ArchitectureError
 from .blocks import Stem, XBlock
-from .compat import MMDET_FIXED, scope_defaults, stage_dcn, stage_plugins
+from .compat import MMDET_FIXED, current_scope, scope_defaults, stage_dcn, stage_plugins
 
 #: The arch of a config that names none.
 DEFAULT_ARCH = 'regnetx_3.2gf'
@@ -155,7 +155,7 @@ class RegNetBackbone(BaseModule):
                 f'in_channel_order={in_channel_order!r} needs 3 input channels, '
                 f'not in_channels={in_channels}; drop in_channel_order.')
         self._pretrained_cfg()  # malformed init_cfg fails at build time, not at init_weights
-        defaults = scope_defaults()  # None: the default of the codebase building it
+        defaults = scope_defaults(current_scope())
         out_indices = defaults['out_indices'] if out_indices is None else out_indices
         norm_eval = defaults['norm_eval'] if norm_eval is None else norm_eval
         self.arch = arch

@@ -20,15 +20,18 @@ SCOPE_DEFAULTS = {
 }
 
 
-def scope_defaults(scope: Optional[str] = None) -> dict:
-    """``out_indices`` and ``norm_eval`` defaults for a registry ``scope``; by default the scope
-    that mmengine builds in now (``DefaultScope``: the Runner's ``default_scope``, which also
-    picks the registry that ``MODELS.build`` searches first)."""
-    if scope is None:
-        from mmengine.registry import DefaultScope
-        current = DefaultScope.get_current_instance()
-        scope = current.scope_name if current is not None else None
+def scope_defaults(scope: Optional[str]) -> dict:
+    """``out_indices`` and ``norm_eval`` defaults for a registry ``scope`` (a config's
+    ``default_scope``); mmdet's for ``None`` and any scope without a row of its own."""
     return dict(SCOPE_DEFAULTS[None], **SCOPE_DEFAULTS.get(scope, {}))
+
+
+def current_scope() -> Optional[str]:
+    """The scope mmengine builds in now (``DefaultScope``: the Runner's ``default_scope``, which
+    also picks the registry that ``MODELS.build`` searches first); None outside one."""
+    from mmengine.registry import DefaultScope
+    current = DefaultScope.get_current_instance()
+    return current.scope_name if current is not None else None
 
 
 def stage_dcn(dcn: Optional[dict], stage_with_dcn: Optional[Sequence[bool]], num_stages: int,

@@ -21,7 +21,7 @@ def backbone_out_channels(backbone: dict, scope: Optional[str] = None) -> List[i
     widths = resolve_arch(backbone.get('arch', DEFAULT_ARCH)).widths
     indices = backbone.get('out_indices')
     if indices is None:
-        indices = scope_defaults(scope or 'mmdet')['out_indices']
+        indices = scope_defaults(scope)['out_indices']
     if isinstance(indices, int):
         indices = (indices, )
     n = len(widths)

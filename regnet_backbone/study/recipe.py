@@ -51,7 +51,7 @@ def backbone_default(name: str, scope: Optional[str] = None):
     import inspect
 
     from ..models import RegNetBackbone, scope_defaults
-    defaults = scope_defaults(scope or 'mmdet')
+    defaults = scope_defaults(scope)
     if name in defaults:
         return defaults[name]
     return inspect.signature(RegNetBackbone).parameters[name].default

@@ -16,14 +16,13 @@ across them:
   the quantized linear fit's error of AnyNetX_E's best models against all of them;
 * ``summary.json`` (``steps``, ``findings``, ``noise``), ``report.md`` and one picture.
 """
-import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 from ..atomic import replace_bytes
 from .analysis import (ALPHA, SUMMARY_FILE, Study, best_value_interval, compare,
                        load_study_results)
-from .layout import StudyError
+from .layout import StudyError, read_json, write_json
 from .verdicts import judge_steps, tost
 
 #: The spaces in the paper's order (sampling.SPACES names).
@@ -126,8 +125,12 @@ def noise_floor(studies: Dict[str, Study]) -> Optional[dict]:
 
 
 def summarize(out: str, trials_per_hour: Optional[float] = None) -> dict:
-    """``summary.json`` of a refinement study under ``out``, written there and returned."""
+    """``summary.json`` of a refinement study under ``out``, written there and returned.
+    ``trials_per_hour`` None (a rerun that trained nothing) keeps the value already there."""
     studies = load_spaces(out)
+    path = osp.join(out, SUMMARY_FILE)
+    if trials_per_hour is None and osp.exists(path):
+        trials_per_hour = read_json(path).get('trials_per_hour')
     summary = dict(protocol=dict(spaces=list(SPACES), trials_per_space=TRIALS_PER_SPACE,
                                  reruns_per_space=RERUNS_PER_SPACE, margin=MARGIN,
                                  alpha=ALPHA, best_share=BEST_SHARE),
@@ -138,8 +141,7 @@ def summarize(out: str, trials_per_hour: Optional[float] = None) -> dict:
                            for s, st in studies.items()},
                    steps=step_entries(studies), findings=findings(studies),
                    noise=noise_floor(studies), trials_per_hour=trials_per_hour)
-    replace_bytes(osp.join(out, SUMMARY_FILE),
-                  (json.dumps(summary, indent=1) + '\n').encode())
+    write_json(path, summary)
     from .plotting import plot_refinement
     plot_refinement(studies, NAMES, summary['steps'], osp.join(out, PICTURE_FILE))
     replace_bytes(osp.join(out, REPORT_FILE), report_text(summary).encode())
@@ -153,16 +155,24 @@ def _interval(values) -> str:
 def _share_text(entry: Optional[dict]) -> str:
     if entry is None or entry['best'] is None:
         return 'n/a'
+    if entry['all'] == 0:
+        return 'no sample has them: the data cannot tell'
     return (f"{100 * entry['best']:.0f}% of the best {entry['n_best']} vs "
             f"{100 * entry['all']:.0f}% of all")
 
 
 def step_sentence(step: dict) -> str:
-    """One step's verdict in a sentence, beside the paper's claim."""
-    a, b = NAMES[step['a']], NAMES[step['b']]
-    return (f"{a} \u2192 {b}: {step['verdict']} (the paper: {step['claim']}"
-            f"{'' if step['agrees'] else '; the data do not support it'}). Mean error "
-            f"{step['mean_diff']:+.2f} points, 95% CI {step['ci'][0]:+.2f} to {step['ci'][1]:+.2f}, "
+    """One step's verdict in a sentence, beside the paper's claim: a later space found worse
+    contradicts the paper; an inconclusive step (or an equivalent one where the paper says
+    better) does not support it."""
+    a, b, ci = NAMES[step['a']], NAMES[step['b']], step['ci']
+    if step['agrees']:
+        stance = ''
+    else:
+        stance = ('; the data contradict it' if step['verdict'] == 'worse' else
+                  '; the data do not support it')
+    return (f"{a} \u2192 {b}: {step['verdict']} (the paper: {step['claim']}{stance}). Mean "
+            f"error {step['mean_diff']:+.2f} points, 95% CI {ci[0]:+.2f} to {ci[1]:+.2f}, "
             f"p (Holm) {step['p_holm']:.2g}, TOST p (Holm, \u00b1{step['margin']:g}) "
             f"{step['p_equivalence_holm']:.2g}; best model {step['best_diff']:+.2f} points.")
 
