@@ -116,7 +116,9 @@ def test_summary_json_has_the_documented_fields_and_hand_checked_values(studies)
 
     (pair,) = summary['pairs']
     assert set(pair) == {'a', 'b', 'n_a', 'n_b', 'mean_diff', 'mean_diff_ci', 'ks', 'p_ks',
-                         'p_mean', 'permutations'}
+                         'p_mean', 'permutations', 'verdict'}
+    # the report's verdict line (what `make study` prints): regnetx, 10 points lower, first
+    assert pair['verdict'].startswith(f'regnetx better than anynetx_a: mean error {MINUS}10.00 ')
     assert (pair['a'], pair['b'], pair['n_a'], pair['n_b']) == ('regnetx', 'anynetx_a', 4, 4)
     assert pair['mean_diff'] == pytest.approx(21.5 - 11.5)  # b - a
     lo, hi = pair['mean_diff_ci']
