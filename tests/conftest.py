@@ -162,3 +162,22 @@ def tiny_upernet():
     """``tiny_upernet(data=)``: the text of :data:`TINY_UPERNET` (put a ``_base_`` line above
     it)."""
     return TINY_UPERNET.format
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_root(tmp_path_factory):
+    """The real Fashion-MNIST files, unpacked once for the session (the package is installed by
+    the set-up)."""
+    from regnet_backbone.demo import fashion_mnist as fm
+    root = str(tmp_path_factory.mktemp('fashion_mnist'))
+    assert fm.prepare_fashion_mnist(root) == {'train': 60000, 'test': 10000}
+    return root
+
+
+@pytest.fixture(scope='session')
+def study_slice():
+    """The CI-sized slice of `make study` and `make study-refinement`: 2 samples a space plus 1
+    rerun, 4 steps of 8 images each, 32 test images (arguments of tools/study.py)."""
+    return ('--n', 2, '--repeats', 1, '--cfg-options', 'train_cfg.max_iters=4',
+            'train_dataloader.batch_size=8', 'train_dataloader.dataset.indices=64',
+            'val_dataloader.dataset.indices=32')

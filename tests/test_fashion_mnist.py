@@ -85,39 +85,32 @@ def test_setup_step_without_apt_or_when_apt_fails_says_so_in_one_line(tmp_path):
     assert not target.exists()
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    """The real files, unpacked once for this module (the package is installed by setup)."""
-    root = str(tmp_path_factory.mktemp('fashion_mnist'))
-    assert fm.prepare_fashion_mnist(root) == {'train': 60000, 'test': 10000}
-    return root
-
-
-def test_unpacked_files_are_what_mmpretrain_reads(data_root):
+def test_unpacked_files_are_what_mmpretrain_reads(fashion_mnist_root):
     from mmpretrain.datasets.mnist import read_image_file, read_label_file
-    images = read_image_file(osp.join(data_root, 't10k-images-idx3-ubyte'))
-    labels = read_label_file(osp.join(data_root, 't10k-labels-idx1-ubyte'))
+    images = read_image_file(osp.join(fashion_mnist_root, 't10k-images-idx3-ubyte'))
+    labels = read_label_file(osp.join(fashion_mnist_root, 't10k-labels-idx1-ubyte'))
     assert tuple(images.shape) == (10000, 28, 28)
     assert np.bincount(labels.numpy(), minlength=10).tolist() == [1000] * 10
-    train = read_label_file(osp.join(data_root, 'train-labels-idx1-ubyte'))
+    train = read_label_file(osp.join(fashion_mnist_root, 'train-labels-idx1-ubyte'))
     assert np.bincount(train.numpy(), minlength=10).tolist() == [6000] * 10
     from mmpretrain.datasets import FashionMNIST
-    dataset = FashionMNIST(data_root=data_root, split='test', test_mode=True, download=False)
+    dataset = FashionMNIST(data_root=fashion_mnist_root, split='test', test_mode=True,
+                           download=False)
     assert len(dataset) == 10000 and dataset.metainfo['classes'][9] == fm.CLASSES[9]
 
 
-def test_prepare_is_idempotent_and_replaces_a_truncated_file(data_root, tmp_path):
+def test_prepare_is_idempotent_and_replaces_a_truncated_file(fashion_mnist_root, tmp_path):
     names = [n for pair in fm.FILES.values() for n in pair]
-    before = {n: os.stat(osp.join(data_root, n)) for n in names}
-    fm.prepare_fashion_mnist(data_root)
-    after = {n: os.stat(osp.join(data_root, n)) for n in names}
+    before = {n: os.stat(osp.join(fashion_mnist_root, n)) for n in names}
+    fm.prepare_fashion_mnist(fashion_mnist_root)
+    after = {n: os.stat(osp.join(fashion_mnist_root, n)) for n in names}
     assert all((before[n].st_ino, before[n].st_mtime_ns) == (after[n].st_ino, after[n].st_mtime_ns)
                for n in names)
 
     copy = tmp_path / 'copy'
     copy.mkdir()
     for n in names:
-        shutil.copyfile(osp.join(data_root, n), copy / n)
+        shutil.copyfile(osp.join(fashion_mnist_root, n), copy / n)
     labels = copy / 'train-labels-idx1-ubyte'
     labels.write_bytes(labels.read_bytes()[:1000])  # an interrupted copy
     assert fm.missing_files(str(copy)) == ['train-labels-idx1-ubyte']
@@ -143,12 +136,12 @@ def _recipe(data_root, **options):
     return cfg
 
 
-def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
+def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(fashion_mnist_root):
     import torch
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS, MODELS
     from regnet_backbone.runtime.config import follow_channels
-    cfg = _recipe(data_root)
+    cfg = _recipe(fashion_mnist_root)
     from mmpretrain.datasets.mnist import read_image_file
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         val = DATASETS.build(cfg.val_dataloader.dataset)
@@ -161,7 +154,7 @@ def test_recipe_input_is_padded_normalised_and_ends_in_a_2x2_map(data_root):
     assert torch.equal(packed[0, :28, :28], torch.from_numpy(raw))
     assert packed[0, 28:].abs().sum() == 0 and packed[0, :, 28:].abs().sum() == 0
 
-    images = read_image_file(osp.join(data_root, 'train-images-idx3-ubyte')).numpy()
+    images = read_image_file(osp.join(fashion_mnist_root, 'train-images-idx3-ubyte')).numpy()
     images = images.astype(np.float64)
     preprocessor = cfg.model.data_preprocessor
     assert preprocessor.mean[0] == pytest.approx(images.mean(), abs=0.01)
@@ -186,7 +179,7 @@ def main(argv):
 '''
 
 
-def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
+def test_two_trials_train_on_real_data_in_one_worker(fashion_mnist_root, tmp_path):
     from regnet_backbone import study
     from regnet_backbone.study.attempt import Attempt
     from regnet_backbone.study.executors import LocalBackend
@@ -199,7 +192,7 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
                'val_dataloader.batch_size': 64, 'default_hooks.logger.interval': 1}
     work = str(tmp_path / 'study')
     s = study.setup(RECIPE, work, space='regnetx', n=2, seed=0, flops=(100e6, 200e6),
-                    cfg_options=options, data_root=data_root)
+                    cfg_options=options, data_root=fashion_mnist_root)
     attempts = [Attempt(study=work, trial=t['trial'], number=1,
                         config=osp.join(trial_dir(work, t['trial']), 'config.py'),
                         work_dir=osp.join(trial_dir(work, t['trial']), 'work'),
@@ -222,18 +215,16 @@ def test_two_trials_train_on_real_data_in_one_worker(data_root, tmp_path):
         assert np.isfinite([r['loss'] for r in train_log]).all()
 
 
-def test_make_study_demo_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
+def test_make_study_demo_end_to_end_on_a_slice(fashion_mnist_root, study_slice, tmp_path,
+                                                run_tool):
     """`tools/study.py demo` (what `make study` runs), shrunk: 2 samples a space plus 1 rerun,
     4 steps of 8 images each, through the local executor; it prints the verdict and where
     the report, summary.json and the EDF picture are."""
     import json
     out = tmp_path / 'study'
     proc = run_tool(
-        osp.join(ROOT, 'tools', 'study.py'), 'demo', '--out', out, '--data-root', data_root,
-        '--n', 2, '--repeats', 1, '--seed', 3,
-        '--cfg-options', 'train_cfg.max_iters=4', 'train_dataloader.batch_size=8',
-        'train_dataloader.dataset.indices=64', 'val_dataloader.dataset.indices=32',
-        env=dict(OMP_NUM_THREADS=1), timeout=900)
+        osp.join(ROOT, 'tools', 'study.py'), 'demo', '--out', out, '--data-root',
+        fashion_mnist_root, '--seed', 3, *study_slice, env=dict(OMP_NUM_THREADS=1), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     report, summary = out / 'report' / 'report.md', out / 'report' / 'summary.json'

@@ -5,9 +5,6 @@ resumes."""
 import json
 import os.path as osp
 
-import pytest
-
-from regnet_backbone.demo import fashion_mnist as fm
 from regnet_backbone.study import refinement
 from regnet_backbone.study.verdicts import VERDICTS
 
@@ -16,21 +13,11 @@ STEP_KEYS = {'a', 'b', 'claim', 'n_a', 'n_b', 'mean_diff', 'ci', 'ks', 'p_mean',
              'p_holm', 'margin', 'p_equivalence', 'p_equivalence_holm', 'verdict', 'agrees'}
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('fashion_mnist'))
-    fm.prepare_fashion_mnist(root)
-    return root
-
-
-def test_refinement_end_to_end_on_a_slice(data_root, tmp_path, run_tool):
+def test_refinement_end_to_end_on_a_slice(fashion_mnist_root, study_slice, tmp_path, run_tool):
     out = tmp_path / 'refinement'
     proc = run_tool(
-        osp.join(ROOT, 'tools', 'study.py'), 'refinement', '--out', out, '--data-root', data_root,
-        '--n', 2, '--repeats', 1, '--seed', 1,
-        '--cfg-options', 'train_cfg.max_iters=4', 'train_dataloader.batch_size=8',
-        'train_dataloader.dataset.indices=64', 'val_dataloader.dataset.indices=32',
-        env=dict(OMP_NUM_THREADS=1), timeout=1500)
+        osp.join(ROOT, 'tools', 'study.py'), 'refinement', '--out', out, '--data-root',
+        fashion_mnist_root, '--seed', 1, *study_slice, env=dict(OMP_NUM_THREADS=1), timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / refinement.SUMMARY_FILE).read_text())
     steps = summary['steps']
@@ -75,3 +62,14 @@ def test_the_refinement_recipe_is_make_studys_with_a_shorter_schedule():
     for name, hook in base['default_hooks'].items():
         if name not in ('checkpoint', 'logger'):
             assert ours['default_hooks'][name] == hook
+
+
+def test_too_few_trials_is_refused_before_anything_is_set_up(fashion_mnist_root, tmp_path,
+                                                            run_tool):
+    out = tmp_path / 'refinement'
+    proc = run_tool(osp.join(ROOT, 'tools', 'study.py'), 'refinement', '--out', out, '--n', 1,
+                    '--data-root', fashion_mnist_root)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith('error: n = 1: each step compares two spaces of at least 2 ')
+    assert not out.exists()

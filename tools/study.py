@@ -48,7 +48,8 @@ DEMO_TASKS = {
         data_root='data/synthetic', n=8, repeats=0),
 }
 # `tools/study.py refinement`: the `make study` recipe with the refinement's schedule.
-REFINEMENT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'study', 'regnet_refinement_fashion_mnist.py')
+REFINEMENT_CONFIG = osp.join(ROOT, 'configs', 'demo', 'study',
+                             'regnet_refinement_fashion_mnist.py')
 # The data of `make demo` (tools/demo.py FULL): shared, generated once.
 DEMO_DATA = dict(num_train=2000, num_val=200, size=256, seed=0)
 
@@ -65,7 +66,7 @@ def _window(parser, name, unit):
 
 
 def _execution(parser, jobs: int = 1, threads=None):
-    """How trials run: the options of `run` and `refinement`."""
+    """How trials run: the options of `run`, `demo` and `refinement`."""
     parser.add_argument('--jobs', type=int, default=jobs,
                         help=f'trials trained at once (default {jobs})')
     parser.add_argument('--retries', type=int, default=1,
@@ -360,13 +361,10 @@ def cmd_refinement(args):
     from regnet_backbone import study
     from regnet_backbone.study import refinement
     start = time.time()
-    task = DEMO_TASKS['fashion-mnist']
-    data_root = _demo_data(args, task)
-    dirs = refinement.space_dirs(args.out)
-    for space, work_dir in dirs.items():
-        study.setup(args.config, work_dir, space=space, n=args.n, seed=args.seed,
-                    flops=DEMO_FLOPS, cfg_options=args.cfg_options, data_root=data_root,
-                    repeats=args.repeats)
+    data_root = _demo_data(args, DEMO_TASKS['fashion-mnist'])
+    dirs = refinement.setup(args.config, args.out, n=args.n, repeats=args.repeats,
+                            seed=args.seed, flops=DEMO_FLOPS, cfg_options=args.cfg_options,
+                            data_root=data_root)
     print(f'[study] {len(dirs)} spaces x ({args.n} samples + {args.repeats} reruns) in '
           f'{args.out} (sampling seed {args.seed}, flops {DEMO_FLOPS[0] / 1e6:.0f}-'
           f'{DEMO_FLOPS[1] / 1e6:.0f} MF at 224x224)', flush=True)

@@ -34,6 +34,8 @@ STEPS = (('anynetx_a', 'anynetx_b', 'no loss'), ('anynetx_b', 'anynetx_c', 'no l
          ('anynetx_c', 'anynetx_d', 'better'), ('anynetx_d', 'anynetx_e', 'better'),
          ('anynetx_e', 'regnet', 'better'), ('anynetx_a', 'regnet', 'better'))
 TRIALS_PER_SPACE = 24
+#: The fewest trained trials a space needs for its steps to be tested (two a side).
+MIN_TRIALS = 2
 #: Samples of each space trained a second time with another seed: 12 reruns in all, spread
 #: over the six spaces, for the seed-noise floor (``make study`` had 4, all RegNetX).
 RERUNS_PER_SPACE = 2
@@ -53,6 +55,21 @@ def space_dirs(out: str) -> Dict[str, str]:
     return {space: osp.join(out, space) for space in SPACES}
 
 
+def setup(config: str, out: str, *, n: int = TRIALS_PER_SPACE,
+          repeats: int = RERUNS_PER_SPACE, **kwargs) -> Dict[str, str]:
+    """Set up one study per space of :data:`SPACES` under ``out`` (:func:`.prepare.setup` with
+    ``kwargs``: seed, flops, cfg_options, data_root); returns the study folders."""
+    if n < MIN_TRIALS:
+        raise StudyError(f'n = {n}: each step compares two spaces of at least {MIN_TRIALS} '
+                         f'trials; use {TRIALS_PER_SPACE} (the protocol) or at least '
+                         f'{MIN_TRIALS}.')
+    from .prepare import setup as setup_study
+    dirs = space_dirs(out)
+    for space, work_dir in dirs.items():
+        setup_study(config, work_dir, space=space, n=n, repeats=repeats, **kwargs)
+    return dirs
+
+
 def load_spaces(out: str) -> Dict[str, Study]:
     """Each space's collected results (``OUT/<space>/results.json``)."""
     return {space: load_study_results(path) for space, path in space_dirs(out).items()}
@@ -64,9 +81,9 @@ def step_entries(studies: Dict[str, Study], margin: float = MARGIN,
     raw = []
     for a, b, claim in STEPS:
         sa, sb = studies[a], studies[b]
-        if len(sa.errors) < 2 or len(sb.errors) < 2:
-            raise StudyError(f'{a} -> {b}: each space needs at least 2 trained trials, have '
-                             f'{len(sa.errors)} and {len(sb.errors)}')
+        if min(len(sa.errors), len(sb.errors)) < MIN_TRIALS:
+            raise StudyError(f'{a} -> {b}: each space needs at least {MIN_TRIALS} trained '
+                             f'trials, have {len(sa.errors)} and {len(sb.errors)}')
         c = compare(sa, sb)
         eq = tost(sa.errors, sb.errors, margin)
         raw.append(dict(a=a, b=b, claim=claim, n_a=len(sa.errors), n_b=len(sb.errors),
@@ -105,9 +122,10 @@ def findings(studies: Dict[str, Study]) -> dict:
         def test(t, attr=attr):
             return _increasing(getattr(resolve_arch(t.arch), attr))
 
-        out[f'{key}_in_{NAMES[space][-1]}'] = dict(best=_share(_best(study), test),
+        best = _best(study)
+        out[f'{key}_in_{NAMES[space][-1]}'] = dict(best=_share(best, test),
                                                    all=_share(study.trials, test),
-                                                   n_best=len(_best(study)))
+                                                   n_best=len(best))
     e = studies['anynetx_e']
     best, every = _best(e), e.trials
     out['e_fit_in_E'] = dict(best=sum(t.fit.e_fit for t in best) / len(best),
@@ -179,7 +197,6 @@ def step_sentence(step: dict) -> str:
 
 def report_text(summary: dict) -> str:
     """``report.md``: the verdict table, each step in a sentence, the findings and the noise."""
-    names = {s: v['name'] for s, v in summary['spaces'].items()}
     lines = ['# The paper\'s refinement, step by step', '',
              f"Errors in percent; \u0394 = mean error of the later space minus the earlier. "
              f"Equivalence margin \u00b1{MARGIN:g} points (TOST), Holm over the "
@@ -187,7 +204,7 @@ def report_text(summary: dict) -> str:
              '| step | paper | n | \u0394 mean [95% CI] | KS | p mean | p KS | p (Holm) | '
              'TOST p (Holm) | verdict | agrees |', '|' + '---|' * 11]
     for s in summary['steps']:
-        lines.append(f"| {names[s['a']]} \u2192 {names[s['b']]} | {s['claim']} | "
+        lines.append(f"| {NAMES[s['a']]} \u2192 {NAMES[s['b']]} | {s['claim']} | "
                      f"{s['n_a']} + {s['n_b']} | {s['mean_diff']:+.2f} [{s['ci'][0]:+.2f}, "
                      f"{s['ci'][1]:+.2f}] | {s['ks']:.2f} | {s['p_mean']:.2g} | {s['p_ks']:.2g} | "
                      f"{s['p_holm']:.2g} | {s['p_equivalence_holm']:.2g} | {s['verdict']} | "
@@ -195,7 +212,7 @@ def report_text(summary: dict) -> str:
     against = [s for s in summary['steps'] if not s['agrees']]
     lines += [''] + [f'- {step_sentence(s)}' for s in summary['steps']]
     lines += ['', 'The data contradict or fail to support the paper at: ' + (', '.join(
-        f"{names[s['a']]} \u2192 {names[s['b']]} ({s['verdict']} where the paper says "
+        f"{NAMES[s['a']]} \u2192 {NAMES[s['b']]} ({s['verdict']} where the paper says "
         f"{s['claim']})" for s in against) + '.' if against else
         'Every step agrees with the paper\'s claim.')]
     f = summary['findings']

@@ -15,6 +15,8 @@ from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 
+from .analysis import ALPHA
+
 VERDICTS = ('better', 'worse', 'equivalent', 'inconclusive')
 #: The paper's claims, and the verdicts that agree with each.
 CLAIMS = {
@@ -67,7 +69,7 @@ def tost(errors_a: Sequence[float], errors_b: Sequence[float], margin: float) ->
 
 
 def verdict(mean_diff: float, p_difference: float, p_equivalence: float,
-            alpha: float = 0.05) -> str:
+            alpha: float = ALPHA) -> str:
     """What the data support, from a (Holm-adjusted) difference p-value and a (Holm-adjusted)
     equivalence p-value: a significant difference wins; then equivalence; else inconclusive."""
     if p_difference < alpha:
@@ -82,7 +84,7 @@ def agrees(claim: str, found: str) -> bool:
     return found in CLAIMS[claim]
 
 
-def judge_steps(steps: Sequence[Dict], alpha: float = 0.05) -> List[Dict]:
+def judge_steps(steps: Sequence[Dict], alpha: float = ALPHA) -> List[Dict]:
     """Holm-adjust the steps' difference p-values (``p_mean``) across all steps and their
     equivalence p-values across all steps, then give each its ``verdict`` and whether it
     ``agrees`` with its ``claim``. Returns new dicts with ``p_holm``, ``p_equivalence_holm``,
